@@ -1,0 +1,93 @@
+"""The catalogue of Redis-held counters and histograms.
+
+The Lua apply script and the receiver increment fields of one Redis hash named
+`<family>|<label value>|...`; the metrics collector turns them back into Prometheus families.
+Keeping them in Redis (not in process memory) makes them exact across any number of
+processes and machines, and lets them survive restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEP = "|"
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def is_histogram(self) -> bool:
+        return bool(self.buckets)
+
+    def field(self, *values: str) -> str:
+        return SEP.join((self.key, *values))
+
+
+PP = ("provider", "product")
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+RECEIVED = Family(
+    "received", "otp_callbacks_received", "Callbacks applied, by status", (*PP, "status")
+)
+REJECTED = Family(
+    "rejected", "otp_callbacks_rejected", "Callbacks refused by the receiver", ("reason",)
+)
+DUPLICATE = Family(
+    "duplicate", "otp_callbacks_duplicate", "Callbacks for a status already seen", PP
+)
+LATE = Family("late", "otp_callbacks_late", "New statuses below the current state", PP)
+CONFLICT = Family(
+    "conflict", "otp_messages_conflict", "Messages that reached a contradictory set", PP
+)
+UNKNOWN = Family("unknown", "otp_callbacks_unknown", "Callbacks with an unknown status code", PP)
+TRANSITIONS = Family(
+    "transition", "otp_state_transitions", "Current-state changes", (*PP, "from", "to")
+)
+STARTED = Family("started", "otp_messages_started", "Messages seen for the first time", PP)
+BILLABLE = Family("billable", "otp_messages_billable", "Messages that became billable", PP)
+BILLABLE_REVERSED = Family(
+    "billable_reversed",
+    "otp_messages_billable_reversed",
+    "Billable messages that became not billable",
+    PP,
+)
+LATENCIES = {
+    stage: Family(
+        f"lat_{stage}",
+        f"otp_{stage}_latency_seconds",
+        f"Time from requested/sent to {stage}",
+        PP,
+        LATENCY_BUCKETS,
+    )
+    for stage in ("delivery", "read", "verify")
+}
+LAG = Family(
+    "lag",
+    "otp_processing_lag_seconds",
+    "Time from a callback's receipt to its application",
+    ("provider",),
+    LAG_BUCKETS,
+)
+
+FAMILIES: tuple[Family, ...] = (
+    RECEIVED,
+    REJECTED,
+    DUPLICATE,
+    LATE,
+    CONFLICT,
+    UNKNOWN,
+    TRANSITIONS,
+    STARTED,
+    BILLABLE,
+    BILLABLE_REVERSED,
+    *LATENCIES.values(),
+    LAG,
+)
+BY_KEY = {f.key: f for f in FAMILIES}

@@ -1,0 +1,19 @@
+"""The normalised callback: what the receiver hands to the workers, whatever the provider."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    provider: str
+    product: str
+    message_id: str
+    code: int
+    # When the status happened: the provider's timestamp where it sends one, else receipt.
+    at_ms: int
+    received_ms: int
+
+    def to_wire(self) -> tuple[str, str, str, int, int, int]:
+        """A plain tuple: the job payload must not depend on this class's import path."""
+        return tuple(self)  # type: ignore[return-value]

@@ -1,0 +1,66 @@
+"""All configuration, read once from the environment into one object.
+
+Nothing else in the code base reads the environment: the web and worker factories build a
+`Settings` at start-up and pass it (or the parts of it they need) down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None
+    callback_token: Secret | None
+    allow_unauthenticated_callbacks: bool
+    admin_token: Secret | None
+    queue_name: str
+    message_ttl: int
+    failed_job_ttl: int
+    job_timeout: int
+    job_retries: int
+    max_body_bytes: int
+    max_batch: int
+    max_backlog: int
+    retry_after: int
+    redis_timeout: float
+    maintenance_interval: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        config = Config(environ=dict(os.environ if environ is None else environ))
+        return cls(
+            redis_url=config("REDIS_URL", default=None),
+            callback_token=config("CALLBACK_TOKEN", cast=Secret, default=None),
+            allow_unauthenticated_callbacks=config(
+                "ALLOW_UNAUTHENTICATED_CALLBACKS", cast=bool, default=False
+            ),
+            admin_token=config("ADMIN_TOKEN", cast=Secret, default=None),
+            queue_name=config("QUEUE_NAME", default="otp-callbacks"),
+            message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
+            failed_job_ttl=config("FAILED_JOB_TTL", cast=int, default=7 * DAY),
+            job_timeout=config("JOB_TIMEOUT", cast=int, default=60),
+            job_retries=config("JOB_RETRIES", cast=int, default=3),
+            max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=16 * 1024),
+            max_batch=config("MAX_BATCH", cast=int, default=256),
+            max_backlog=config("MAX_BACKLOG", cast=int, default=50_000),
+            retry_after=config("RETRY_AFTER", cast=int, default=5),
+            redis_timeout=config("REDIS_TIMEOUT", cast=float, default=2.0),
+            maintenance_interval=config("WORKER_MAINTENANCE_INTERVAL", cast=int, default=60),
+            log_level=config("LOG_LEVEL", default="info"),
+        )
+
+    @property
+    def redis(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("REDIS_URL is not set: start through `make run` or set it")
+        return self.redis_url

@@ -1,0 +1,100 @@
+"""The receiver's app factory: `uvicorn --factory receiver.app:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from prometheus_client import CollectorRegistry
+from redis import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core import counters, logs
+from core.redis import connect
+from core.settings import Settings
+from receiver import admin, callbacks, ops
+from receiver.context import Context
+from receiver.errors import Rejected, Unavailable
+from receiver.http_metrics import RequestLog
+
+log = structlog.get_logger("receiver")
+CALLBACK_ROUTES = "/callbacks/"
+
+
+def routes() -> list[Route]:
+    return [
+        Route(
+            "/callbacks/verihubs/{product}/{token}",
+            callbacks.verihubs_callback,
+            methods=["GET", "POST"],
+        ),
+        Route("/messages/{provider}/{message_id}", admin.message),
+        Route("/billing", admin.billing),
+        Route("/metrics", ops.metrics),
+        Route("/healthz", ops.healthz),
+        Route("/readyz", ops.readyz),
+    ]
+
+
+def create_app(
+    settings: Settings | None = None, registry: CollectorRegistry | None = None
+) -> Starlette:
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = connect(settings)
+        app.state.ctx = Context.build(settings, redis, registry or CollectorRegistry())
+        _warn_if_open(settings)
+        yield
+        redis.close()
+
+    return Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestLog)],
+        exception_handlers={
+            Rejected: rejected,
+            RedisError: redis_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if settings.callback_token is None and settings.allow_unauthenticated_callbacks:
+        log.warning("callbacks accept any token: ALLOW_UNAUTHENTICATED_CALLBACKS is set")
+    elif settings.callback_token is None:
+        log.warning("callbacks are closed: CALLBACK_TOKEN is not set")
+
+
+async def rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Rejected)
+    if request.url.path.startswith(CALLBACK_ROUTES):
+        request.app.state.ctx.batcher.count(counters.REJECTED.field(exc.reason))
+    structlog.contextvars.bind_contextvars(reason=exc.reason)
+    if isinstance(exc, Unavailable):
+        return exc.response({"Retry-After": str(request.app.state.ctx.settings.retry_after)})
+    return exc.response()
+
+
+async def redis_error(request: Request, exc: Exception) -> Response:
+    return await rejected(request, Unavailable("redis_unavailable", "storage is unavailable"))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return JSONResponse({"error": "internal error"}, 500)

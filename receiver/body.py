@@ -1,0 +1,43 @@
+"""Reading request bodies within a bound."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from receiver.errors import Rejected
+
+
+async def read(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Rejected:
+    return Rejected("body_too_large", f"request body is over {limit} bytes", 413)
+
+
+def form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """Flat string fields of a form or JSON object body; anything else yields nothing."""
+    if not body.strip():
+        return {}
+    try:
+        text = body.decode()
+        if "json" in content_type:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
+        return dict(parse_qsl(text, max_num_fields=32))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise Rejected("invalid_body", "request body is not valid JSON or form data") from exc

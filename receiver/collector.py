@@ -1,0 +1,85 @@
+"""Exports the Redis-held counters (exact across processes) as Prometheus families."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from redis import Redis
+from rq import Queue
+
+from core import counters
+from workers.store import Store
+
+Labels = tuple[str, ...]
+
+
+class RedisCollector(Collector):
+    def __init__(self, store: Store, queue: Queue) -> None:
+        self.store = store
+        self.queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        values = self.store.counters()
+        for family in counters.FAMILIES:
+            rows = _rows(values, family.key)
+            if family.is_histogram:
+                yield _histogram(family, rows)
+            else:
+                yield _counter(family, rows)
+        yield from _queue_gauges(self.queue)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected lazily: registering must not touch Redis
+
+
+def _rows(values: dict[str, int], key: str) -> dict[Labels, int]:
+    prefix = key + counters.SEP
+    return {
+        tuple(name[len(prefix) :].split(counters.SEP)): n
+        for name, n in values.items()
+        if name.startswith(prefix)
+    }
+
+
+def _counter(family: counters.Family, rows: dict[Labels, int]) -> Metric:
+    metric = CounterMetricFamily(family.name, family.help, labels=family.labels)
+    for labels, n in sorted(rows.items()):
+        if len(labels) == len(family.labels):
+            metric.add_metric(list(labels), n)
+    return metric
+
+
+def _histogram(family: counters.Family, rows: dict[Labels, int]) -> Metric:
+    metric = HistogramMetricFamily(family.name, family.help, labels=family.labels)
+    series: dict[Labels, dict[str, int]] = defaultdict(dict)
+    for labels, n in rows.items():
+        if len(labels) == len(family.labels) + 1:
+            series[labels[:-1]][labels[-1]] = n
+    bounds = [*(str(float(b)) for b in family.buckets), "+Inf"]
+    for labels, cells in sorted(series.items()):
+        cumulative, buckets = 0, []
+        for i, le in enumerate(bounds):
+            cumulative += cells.get(f"b{i}", 0)
+            buckets.append((le, cumulative))
+        metric.add_metric(list(labels), buckets, cells.get("sum", 0) / 1000)
+    return metric
+
+
+def _queue_gauges(queue: Queue) -> Iterator[Metric]:
+    redis: Redis = queue.connection
+    depth = GaugeMetricFamily("otp_queue_depth", "Batches waiting in the queue", labels=["queue"])
+    depth.add_metric([queue.name], redis.llen(queue.key))
+    yield depth
+    failed = GaugeMetricFamily(
+        "otp_queue_failed_jobs", "Batches that failed and wait for replay", labels=["queue"]
+    )
+    failed.add_metric([queue.name], queue.failed_job_registry.count)
+    yield failed

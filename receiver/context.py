@@ -1,0 +1,40 @@
+"""What the web app holds while it runs: built at start-up from settings, never at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue
+
+from core.settings import Settings
+from receiver.batcher import GroupCommit
+from receiver.collector import RedisCollector
+from receiver.http_metrics import HttpMetrics
+from receiver.queue_writer import QueueWriter
+from workers.store import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: Redis
+    store: Store
+    batcher: GroupCommit
+    registry: CollectorRegistry
+    http: HttpMetrics
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
+        store = Store(redis, settings.message_ttl, settings.failed_job_ttl)
+        writer = QueueWriter(redis, settings)
+        registry.register(RedisCollector(store, Queue(settings.queue_name, connection=redis)))
+        return cls(
+            settings=settings,
+            redis=redis,
+            store=store,
+            batcher=GroupCommit(writer, settings.max_batch, settings.max_backlog),
+            registry=registry,
+            http=HttpMetrics(registry),
+        )

@@ -1,0 +1,66 @@
+"""Per-process HTTP metrics (their nature is per process) and the one-line request log."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("receiver")
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "otp_http_requests",
+            "HTTP requests answered",
+            ["route", "method", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "otp_http_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+
+
+class RequestLog:
+    """ASGI middleware: one summary line and the HTTP metrics per request.
+
+    Logs the route template, never the raw path: callback paths carry the secret token.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        structlog.contextvars.clear_contextvars()
+        started, status = time.perf_counter(), 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        ctx = getattr(scope["app"].state, "ctx", None)
+        if ctx is not None:
+            ctx.http.requests.labels(route, method, str(status)).inc()
+            ctx.http.duration.labels(route).observe(seconds)
+        log.info("request", route=route, method=method, status=status, ms=round(seconds * 1000, 2))

@@ -1,0 +1,33 @@
+"""Liveness, readiness and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.context import Context
+from receiver.errors import Unavailable
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def readyz(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    try:
+        ctx.redis.ping()
+    except RedisError as exc:
+        raise Unavailable("not_ready", "redis is unreachable") from exc
+    return JSONResponse({"status": "ready"})
+
+
+def metrics(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    try:
+        body = generate_latest(ctx.registry)
+    except RedisError as exc:
+        raise Unavailable("metrics_unavailable", "redis is unreachable") from exc
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,42 @@
+"""Writes one batch of events as one RQ job, plus pending counters, in one Redis transaction."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+
+from core import keys
+from core.events import Event
+from core.settings import Settings
+from workers.jobs import apply_batch
+
+
+class QueueWriter:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.queue = Queue(settings.queue_name, connection=redis)
+        self.settings = settings
+
+    def write(self, events: list[Event], counts: Counter[str]) -> int:
+        pipe = self.redis.pipeline()
+        pipe.multi()  # RQ adds its writes to our transaction instead of opening its own
+        pipe.llen(self.queue.key)
+        for field, n in counts.items():
+            pipe.hincrby(keys.COUNTERS, field, n)
+        if events:
+            self.queue.enqueue_job(self._job(events), pipeline=pipe)
+        return int(pipe.execute()[0])
+
+    def _job(self, events: list[Event]) -> Job:
+        return self.queue.create_job(
+            apply_batch,
+            args=([e.to_wire() for e in events],),
+            description=f"apply {len(events)} callbacks",
+            timeout=self.settings.job_timeout,
+            result_ttl=0,
+            failure_ttl=self.settings.failed_job_ttl,
+            retry=Retry(max=self.settings.job_retries) if self.settings.job_retries else None,
+        )

@@ -1,0 +1,163 @@
+-- Applies ONE callback to one message, atomically; the worker pipelines one call per event.
+-- The upper-case constants are generated from workers/model.py and core/counters.py
+-- (workers/script.py), so this file never restates the model's tables.
+--
+-- KEYS: message hash, counters hash, billing hash, applied-events bitmap of the batch
+-- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
+--       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
+--       message ttl ms, applied-bitmap ttl ms
+--
+-- Message hash fields: p product, m bitmask of statuses seen, f first callback ms,
+-- "<bit>" first-seen ms of that status, u<code> first-seen ms of an unknown code,
+-- o latency stages already observed, d duplicates, l late arrivals.
+local NAMES = __NAMES__
+local FAIL, EVIDENCE, OUTCOMES, STARTS = __FAIL__, __EVIDENCE__, __OUTCOMES__, __STARTS__
+local CHARGED = __CHARGED__
+local STAGES = __STAGES__
+local LAT_BUCKETS = __LAT_BUCKETS__
+local LAG_BUCKETS = __LAG_BUCKETS__
+local DAY_MS = 86400000
+
+local msg, counters, billing, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local provider, code, at = ARGV[1], ARGV[4], tonumber(ARGV[5])
+local sbit = tonumber(ARGV[3])
+
+-- At-least-once delivery: a replayed batch (retry, dead worker) must count nothing twice.
+if redis.call('SETBIT', applied, ARGV[8], 1) == 1 then
+  return 'replay'
+end
+redis.call('PEXPIRE', applied, ARGV[10])
+
+local h = redis.call('HMGET', msg, 'p', 'm', 'f', 'o')
+local product = h[1] or ARGV[2]
+local lp = provider .. '|' .. product
+local charged = CHARGED[lp] or 0
+
+local function incr(field, by)
+  redis.call('HINCRBY', counters, field, by or 1)
+end
+
+local function has(m, b)
+  return bit.band(m, bit.lshift(1, b)) ~= 0
+end
+
+local function top(m)
+  for b = #NAMES - 1, 0, -1 do
+    if has(m, b) then return b end
+  end
+  return -1
+end
+
+local function name(b)
+  if b < 0 then return 'none' end
+  return NAMES[b + 1]
+end
+
+local function billable(m)
+  local t = top(m)
+  return t >= 0 and has(charged, t)
+end
+
+local function conflicted(m)
+  return (bit.band(m, FAIL) ~= 0 and bit.band(m, EVIDENCE) ~= 0)
+    or bit.band(m, OUTCOMES) == OUTCOMES
+end
+
+-- Histogram buckets are stored un-cumulated (b0.. for each bound, then +Inf); sums in ms.
+local function observe(key, labels, bounds, ms)
+  local i = #bounds
+  for j = 1, #bounds do
+    if ms <= bounds[j] then i = j - 1; break end
+  end
+  incr(key .. '|' .. labels .. '|b' .. i)
+  incr(key .. '|' .. labels .. '|sum', ms)
+end
+
+local function observe_latencies(m, observed)
+  local start = nil
+  for b = 0, #NAMES - 1 do
+    if has(STARTS, b) and has(m, b) then
+      local t = tonumber(redis.call('HGET', msg, tostring(b)))
+      if start == nil or t < start then start = t end
+    end
+  end
+  if start == nil then return observed end
+  for i, stage in ipairs(STAGES) do
+    local flag = bit.lshift(1, i - 1)
+    if bit.band(observed, flag) == 0 and has(m, stage[2]) then
+      local done = tonumber(redis.call('HGET', msg, tostring(stage[2])))
+      observe(stage[1], lp, LAT_BUCKETS, math.max(0, done - start))
+      observed = bit.bor(observed, flag)
+    end
+  end
+  return observed
+end
+
+local old = tonumber(h[2] or '0')
+local first = tonumber(h[3] or ARGV[5])
+local before = top(old)
+
+incr('received|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or 'unknown'))
+observe('lag', provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
+if h[1] == false then
+  incr('started|' .. lp)
+  redis.call('HSET', msg, 'p', product)
+end
+
+local outcome = 'new'
+local m = old
+if sbit < 0 then
+  outcome = 'unknown'
+  incr('unknown|' .. lp)
+  redis.call('HSETNX', msg, 'u' .. code, ARGV[5])
+elseif has(old, sbit) then
+  -- A duplicate has no effect at all beyond being counted.
+  incr('duplicate|' .. lp)
+  redis.call('HINCRBY', msg, 'd', 1)
+  redis.call('PEXPIRE', msg, ARGV[9])
+  return 'duplicate'
+else
+  if sbit < before then
+    outcome = 'late'
+    incr('late|' .. lp)
+    redis.call('HINCRBY', msg, 'l', 1)
+  end
+  m = bit.bor(old, bit.lshift(1, sbit))
+  redis.call('HSET', msg, tostring(sbit), ARGV[5])
+end
+
+local after = top(m)
+if after ~= before then
+  incr('transition|' .. lp .. '|' .. name(before) .. '|' .. name(after))
+end
+if conflicted(m) and not conflicted(old) then
+  incr('conflict|' .. lp)
+end
+
+-- Billing: the message counts once, on the UTC day of its first callback, while its current
+-- state is a charged status. Apply the difference between before and after.
+local now_first = math.min(first, at)
+local was, is = billable(old), billable(m)
+local old_day, new_day = math.floor(first / DAY_MS), math.floor(now_first / DAY_MS)
+if was and (not is or old_day ~= new_day) then
+  redis.call('HINCRBY', billing, old_day .. '|' .. lp, -1)
+end
+if is and (not was or old_day ~= new_day) then
+  redis.call('HINCRBY', billing, new_day .. '|' .. lp, 1)
+end
+if is and not was then
+  incr('billable|' .. lp)
+elseif was and not is then
+  incr('billable_reversed|' .. lp)
+end
+
+if m ~= old then
+  local observed = tonumber(h[4] or '0')
+  local now_observed = observe_latencies(m, observed)
+  if now_observed ~= observed then
+    redis.call('HSET', msg, 'o', now_observed)
+  end
+end
+redis.call('HSET', msg, 'm', m, 'f', now_first)
+redis.call('PEXPIRE', msg, ARGV[9])
+return outcome

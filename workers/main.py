@@ -1,0 +1,38 @@
+"""The worker process: a non-forking RQ worker on one queue."""
+
+from __future__ import annotations
+
+from rq import Queue, SimpleWorker
+
+from core import logs
+from core.redis import connect
+from core.settings import Settings
+from workers import jobs
+from workers.store import Store
+
+
+def store_for(settings: Settings) -> Store:
+    # Replay markers must outlive any retry or replay of a failed job.
+    return Store(connect(settings), settings.message_ttl, settings.failed_job_ttl)
+
+
+def create_worker(settings: Settings) -> SimpleWorker:
+    """SimpleWorker: forking a work horse per job costs more than applying a whole batch."""
+    jobs.bind(store_for(settings))
+    conn = connect(settings, blocking=True)
+    return SimpleWorker(
+        [Queue(settings.queue_name, connection=conn)],
+        connection=conn,
+        default_result_ttl=0,
+        maintenance_interval=settings.maintenance_interval,
+    )
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    create_worker(settings).work(logging_level="WARNING", with_scheduler=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Renders apply.lua with the model's tables, so the script cannot drift from the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from importlib.resources import files
+
+from core import counters
+from workers import model
+
+
+def _lua_list(items: Iterable[object]) -> str:
+    return "{" + ", ".join(_lua_value(i) for i in items) + "}"
+
+
+def _lua_value(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, tuple):
+        return _lua_list(value)
+    return str(value)
+
+
+def _ms(bounds: Iterable[float]) -> str:
+    return _lua_list(round(b * 1000) for b in bounds)
+
+
+def constants() -> dict[str, str]:
+    charged = {f"{p.provider}|{p.name}": model.mask(p.charged) for p in model.PRODUCTS.values()}
+    stages = [(counters.LATENCIES[s].key, end.bit) for s, end in model.LATENCY_ENDS.items()]
+    return {
+        "__NAMES__": _lua_list(s.value for s in model.ORDER),
+        "__FAIL__": str(model.mask(model.FAILURES)),
+        "__EVIDENCE__": str(model.mask(model.DELIVERY_EVIDENCE)),
+        "__OUTCOMES__": str(model.mask(model.OUTCOMES)),
+        "__STARTS__": str(model.mask(model.LATENCY_STARTS)),
+        "__CHARGED__": "{" + ", ".join(f'["{k}"] = {v}' for k, v in charged.items()) + "}",
+        "__STAGES__": _lua_list(stages),
+        "__LAT_BUCKETS__": _ms(counters.LATENCY_BUCKETS),
+        "__LAG_BUCKETS__": _ms(counters.LAG_BUCKETS),
+    }
+
+
+@cache
+def source() -> str:
+    text = files("workers").joinpath("apply.lua").read_text()
+    for name, value in constants().items():
+        text = text.replace(name, value)
+    return text

@@ -1,0 +1,151 @@
+"""Redis storage: applying events, and reading messages, billing and counters back.
+
+Write functions take an optional pipeline, so callers batch many writes in one round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from redis import Redis
+from redis.client import Pipeline
+
+from core import keys
+from core.events import Event
+from workers import model, script
+
+DAY_MS = 86_400_000
+META_FIELDS = {"p", "m", "f", "o", "d", "l"}
+
+
+@dataclass(frozen=True)
+class StatusSeen:
+    status: str
+    first_seen: str
+    code: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    provider: str
+    message_id: str
+    product: str
+    state: str
+    billable: bool
+    first_seen: str
+    statuses: list[StatusSeen]
+    unknown: list[StatusSeen]
+    anomalies: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BillingRow:
+    day: date
+    provider: str
+    product: str
+    billable: int
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    def __init__(self, redis: Redis, message_ttl: int, applied_ttl: int) -> None:
+        self.redis = redis
+        self.message_ttl_ms = message_ttl * 1000
+        self.applied_ttl_ms = applied_ttl * 1000
+        self._script = redis.register_script(script.source())
+
+    def apply(
+        self, batch_id: str, events: Sequence[Event], pipeline: Pipeline | None = None
+    ) -> list[model.Outcome | None]:
+        """Apply a batch (one script call per event, one round trip); None marks a replay."""
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
+        applied, now = keys.applied(batch_id), now_ms()
+        for index, event in enumerate(events):
+            self._apply_one(pipe, applied, index, event, now)
+        if pipeline is not None:
+            return []
+        return [None if r == b"replay" else model.Outcome(r.decode()) for r in pipe.execute()]
+
+    def _apply_one(self, pipe: Pipeline, applied: str, index: int, e: Event, now: int) -> None:
+        prod = model.product(e.provider, e.product)
+        status = prod.status(e.code) if prod else None
+        self._script(
+            keys=[keys.message(e.provider, e.message_id), keys.COUNTERS, keys.BILLING, applied],
+            args=[
+                e.provider,
+                e.product,
+                -1 if status is None else status.bit,
+                e.code,
+                e.at_ms,
+                e.received_ms,
+                now,
+                index,
+                self.message_ttl_ms,
+                self.applied_ttl_ms,
+            ],
+            client=pipe,
+        )
+
+    def message(self, provider: str, message_id: str) -> MessageView | None:
+        raw = self.redis.hgetall(keys.message(provider, message_id))
+        if not raw:
+            return None
+        return _message_view(provider, message_id, {k.decode(): v.decode() for k, v in raw.items()})
+
+    def billing(self, start: date, end: date) -> list[BillingRow]:
+        rows = [
+            _billing_row(k.decode(), int(v)) for k, v in self.redis.hgetall(keys.BILLING).items()
+        ]
+        wanted = [r for r in rows if start <= r.day <= end and r.billable]
+        return sorted(wanted, key=lambda r: (r.day, r.provider, r.product))
+
+    def counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.COUNTERS).items()}
+
+
+def _billing_row(field_name: str, count: int) -> BillingRow:
+    day, provider, product = field_name.split("|", 2)
+    return BillingRow(
+        date.fromordinal(date(1970, 1, 1).toordinal() + int(day)), provider, product, count
+    )
+
+
+def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> MessageView:
+    seen = model.from_mask(int(raw.get("m", "0")))
+    prod = model.product(provider, raw["p"])
+    state = model.current_state(seen)
+    anomalies = {"duplicates": int(raw.get("d", 0)), "late": int(raw.get("l", 0))}
+    anomalies["conflict"] = int(model.is_conflict(seen))
+    return MessageView(
+        provider=provider,
+        message_id=message_id,
+        product=raw["p"],
+        state=state.value if state else model.NO_STATE,
+        billable=bool(prod and prod.is_billable(seen)),
+        first_seen=iso(int(raw["f"])),
+        statuses=_seen(raw, seen),
+        unknown=_unknown(raw),
+        anomalies={k: v for k, v in anomalies.items() if v},
+    )
+
+
+def _seen(raw: dict[str, str], seen: Iterable[model.Status]) -> list[StatusSeen]:
+    return sorted(
+        (StatusSeen(s.value, iso(int(raw[str(s.bit)]))) for s in seen),
+        key=lambda s: s.first_seen,
+    )
+
+
+def _unknown(raw: dict[str, str]) -> list[StatusSeen]:
+    codes = [(int(k[1:]), int(v)) for k, v in raw.items() if k.startswith("u")]
+    return [StatusSeen("unknown", iso(ms), code) for code, ms in sorted(codes)]

@@ -1,0 +1,67 @@
+"""`make run`: everything on this machine, with Redis and tokens provided when missing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+
+from core.embedded import RedisServer, answers
+
+VAR = Path("var")
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_url(env: dict[str, str]) -> tuple[str, RedisServer | None]:
+    if env.get("REDIS_URL"):
+        return env["REDIS_URL"], None
+    if answers(LOCAL_REDIS):
+        return LOCAL_REDIS, None
+    server = RedisServer(VAR / "redis", port=6390).start()
+    return server.url, server
+
+
+def token(name: str) -> str:
+    """Generated once and kept under var/, so URLs given to providers stay valid."""
+    path = VAR / name.lower()
+    if not path.exists():
+        VAR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def procfile() -> dict[str, str]:
+    lines = Path("Procfile").read_text().splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
+
+
+def main() -> int:
+    env = dict(os.environ)
+    url, embedded = redis_url(env)
+    env["REDIS_URL"] = url
+    env.setdefault("CALLBACK_TOKEN", token("CALLBACK_TOKEN"))
+    env.setdefault("ADMIN_TOKEN", token("ADMIN_TOKEN"))
+    port = env.setdefault("PORT", "8000")
+    base = f"http://127.0.0.1:{port}"
+    print(f"redis:        {url}{' (embedded, data in var/redis)' if embedded else ''}")
+    print(f"callback URL: {base}/callbacks/verihubs/whatsapp-otp/{env['CALLBACK_TOKEN']}")
+    print(f"              {base}/callbacks/verihubs/whatsapp-message/{env['CALLBACK_TOKEN']}")
+    print(f"metrics:      {base}/metrics")
+    print(f"admin token:  {env['ADMIN_TOKEN']}  (Authorization: Bearer ...)", flush=True)
+    manager = Manager()
+    for name, command in procfile().items():
+        manager.add_process(name, command.strip(), env=env)
+    try:
+        manager.loop()
+    finally:
+        if embedded:
+            embedded.stop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,6 +41,8 @@ def procfile() -> dict[str, str]:
 
 def main() -> int:
     env = dict(os.environ)
+    # The Procfile's commands must find this virtual environment's uvicorn and python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     url, embedded = redis_url(env)
     env["REDIS_URL"] = url
     env.setdefault("CALLBACK_TOKEN", token("CALLBACK_TOKEN"))

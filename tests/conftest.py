@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, run_jobs
+from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, run_jobs
 
 OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -1,0 +1,164 @@
+"""The Lua apply script agrees with the pure model, and stays idempotent, in a real Redis."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import counters
+from core.events import Event
+from receiver.queue_writer import QueueWriter
+from tests.conftest import run_jobs
+from workers import model
+
+DAY_MS = 86_400_000
+MIDNIGHT = 1_795_564_800_000  # 2026-11-24T00:00:00Z
+PRODUCTS = {"m0": "whatsapp-otp", "m1": "whatsapp-message", "m2": "whatsapp-otp"}
+UNKNOWN_CODE = 42
+SLOW = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def event(message_id: str, code: int) -> Event:
+    # A provider's re-sent callback carries the same timestamp; times straddle midnight.
+    at = MIDNIGHT - 3_600_000 + (hash((message_id, code)) % 7_200_000)
+    return Event("verihubs", PRODUCTS[message_id], message_id, code, at, at)
+
+
+callbacks = st.lists(
+    st.builds(
+        event, st.sampled_from(sorted(PRODUCTS)), st.sampled_from([*range(12), UNKNOWN_CODE])
+    ),
+    max_size=25,
+)
+
+
+def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str, str]]:
+    """Counters, billing and states computed by the pure model alone."""
+    counts: Counter[str] = Counter()
+    billing: Counter[str] = Counter()
+    seen: dict[str, frozenset[model.Status] | None] = dict.fromkeys(PRODUCTS)
+    first: dict[str, int] = {}
+    for e in events:
+        prod = model.product(e.provider, e.product)
+        status = prod.status(e.code)
+        lp = f"verihubs|{e.product}"
+        seen[e.message_id], effect = model.apply(seen[e.message_id], prod, status)
+        counts[f"received|{lp}|{status.value if status else 'unknown'}"] += 1
+        counts[f"{effect.outcome.value}|{lp}"] += effect.outcome != model.Outcome.NEW
+        counts[f"started|{lp}"] += effect.started
+        counts[f"conflict|{lp}"] += effect.conflict
+        counts[f"billable|{lp}"] += effect.billable_delta > 0
+        counts[f"billable_reversed|{lp}"] += effect.billable_delta < 0
+        if effect.transition:
+            counts["transition|{}|{}|{}".format(lp, *effect.transition)] += 1
+        if effect.outcome != model.Outcome.DUPLICATE:
+            first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
+    for mid, s in seen.items():
+        prod = model.product("verihubs", PRODUCTS[mid])
+        if s is not None and prod.is_billable(s):
+            billing[f"{first[mid] // DAY_MS}|verihubs|{PRODUCTS[mid]}"] += 1
+    states = {
+        m: (model.current_state(s).value if s else "none") for m, s in seen.items() if s is not None
+    }
+    return +counts, +billing, states
+
+
+def stored(redis, store) -> tuple[Counter[str], Counter[str], dict[str, str]]:
+    values = store.counters()
+    kept = Counter({k: v for k, v in values.items() if not k.startswith(("lag|", "lat_"))})
+    billing = Counter({k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items()})
+    states = {
+        m: store.message("verihubs", m).state for m in PRODUCTS if store.message("verihubs", m)
+    }
+    return +kept, +billing, states
+
+
+@SLOW
+@given(callbacks)
+def test_lua_agrees_with_the_model_event_by_event(redis, store, events):
+    redis.flushall()
+    for i, e in enumerate(events):
+        store.apply(f"batch-{i}", [e])
+    assert stored(redis, store) == reference(events)
+
+
+@SLOW
+@given(callbacks, st.randoms(use_true_random=False))
+def test_worker_converges_for_any_order_and_repetition(redis, store, settings, events, rnd):
+    """Shuffled, duplicated callbacks in random batches, through RQ: same state and billing."""
+    redis.flushall()
+    copies = events + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(copies)
+    writer = QueueWriter(redis, settings)
+    i = 0
+    while i < len(copies):
+        size = rnd.randint(1, 6)
+        writer.write(copies[i : i + size], Counter())
+        i += size
+    run_jobs(redis, settings)
+    got_counts, got_billing, got_states = stored(redis, store)
+    want_counts, want_billing, want_states = reference(events)
+    assert (got_billing, got_states) == (want_billing, want_states)
+    for family in ("started", "conflict"):
+        assert _family(got_counts, family) == _family(want_counts, family)
+    net = _family(got_counts, "billable") - _family(got_counts, "billable_reversed")
+    assert net == sum(want_billing.values())
+    assert _family(got_counts, "received") == len(copies)
+
+
+def _family(values: Counter[str], key: str) -> int:
+    return sum(v for k, v in values.items() if k.startswith(key + "|"))
+
+
+def test_a_batch_applied_twice_counts_once(redis, store):
+    batch = [event("m0", 0), event("m0", 2), event("m0", 2), event("m1", 9)]
+    first = store.apply("same-batch", batch)
+    snapshot = (store.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0"))
+    assert store.apply("same-batch", batch) == [None] * 4
+    assert (store.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0")) == (
+        snapshot
+    )
+    assert [o.value for o in first] == ["new", "new", "duplicate", "new"]
+
+
+def test_a_partly_applied_batch_finishes_without_double_counting(redis, store):
+    batch = [event(random.choice(sorted(PRODUCTS)), random.randrange(12)) for _ in range(50)]
+    store.apply("half", batch[:20])  # as if the worker died after 20 events
+    store.apply("half", batch)  # the retried job replays all of it
+    assert stored(redis, store) == reference(batch)
+
+
+def test_latency_is_observed_once_whatever_the_order(redis, store):
+    t = MIDNIGHT
+    delivered = Event("verihubs", "whatsapp-otp", "x", 2, t + 1500, t + 1500)
+    sent = Event("verihubs", "whatsapp-otp", "x", 1, t, t)
+    verified = Event("verihubs", "whatsapp-otp", "x", 4, t + 45_000, t + 45_000)
+    store.apply("b1", [delivered, verified])
+    store.apply("b2", [sent, sent])
+    values = store.counters()
+    lat = counters.LATENCIES
+    bucket = counters.LATENCY_BUCKETS.index(2)  # 1.5 s falls in le=2
+    assert values[f"{lat['delivery'].key}|verihubs|whatsapp-otp|b{bucket}"] == 1
+    assert values[f"{lat['delivery'].key}|verihubs|whatsapp-otp|sum"] == 1500
+    assert values[f"{lat['verify'].key}|verihubs|whatsapp-otp|sum"] == 45_000
+    assert not any(k.startswith(lat["read"].key) for k in values)
+
+
+def test_unknown_code_is_recorded_and_changes_no_state(redis, store):
+    store.apply("b", [event("m0", 1), event("m0", UNKNOWN_CODE)])
+    view = store.message("verihubs", "m0")
+    assert view.state == "sent"
+    assert [u.code for u in view.unknown] == [UNKNOWN_CODE]
+    assert store.counters()["unknown|verihubs|whatsapp-otp"] == 1
+
+
+def test_message_state_expires_but_billing_survives(redis, store):
+    store.apply("b", [event("m0", 2)])
+    ttl = redis.pttl("otp:m:verihubs:m0")
+    assert 0 < ttl <= store.message_ttl_ms
+    assert redis.ttl("otp:billing") == -1

@@ -79,7 +79,7 @@ def _warn_if_open(settings: Settings) -> None:
 async def rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Rejected)
     if request.url.path.startswith(CALLBACK_ROUTES):
-        request.app.state.ctx.batcher.count(counters.REJECTED.field(exc.reason))
+        await request.app.state.ctx.batcher.count(counters.REJECTED.field(exc.reason))
     structlog.contextvars.bind_contextvars(reason=exc.reason)
     if isinstance(exc, Unavailable):
         return exc.response({"Retry-After": str(request.app.state.ctx.settings.retry_after)})

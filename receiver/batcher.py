@@ -8,6 +8,7 @@ caller is answered only once its batch is in Redis, or told it is not (Unavailab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import Protocol
@@ -19,6 +20,7 @@ from receiver.errors import Unavailable
 
 log = structlog.get_logger("receiver")
 BACKLOG_PROBE_SECONDS = 1.0
+Pending = list[tuple[Event | None, "asyncio.Future[None]"]]
 
 
 class Writer(Protocol):
@@ -33,63 +35,60 @@ class GroupCommit:
         self.max_batch = max_batch
         self.max_backlog = max_backlog
         self.backlog = 0
-        self.batch_sizes: Counter[int] = Counter()
-        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        # None stands for a counter-only write (a refusal being counted).
+        self._pending: Pending = []
         self._counts: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
-        self._probed_at = 0.0
+        self._measured_at = 0.0
 
     async def submit(self, event: Event) -> None:
         """Return once the event is durably queued; raise Unavailable if it was not stored."""
         self._check_backlog()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
-        self._kick()
-        await future
+        await self._commit(event)
 
-    def count(self, field: str) -> None:
-        """Best effort: written with the next batch, kept in memory while Redis is away."""
+    async def count(self, field: str) -> None:
+        """Count a refusal; while Redis is away the increment waits in memory for a later write."""
         self._counts[field] += 1
-        self._kick()
+        with contextlib.suppress(Unavailable):
+            await self._commit(None)
 
     def _check_backlog(self) -> None:
         if self.backlog < self.max_backlog:
             return
         # Let one callback through now and then: its write measures the backlog again.
         now = time.monotonic()
-        if now - self._probed_at < BACKLOG_PROBE_SECONDS:
+        if now - self._measured_at < BACKLOG_PROBE_SECONDS:
             raise Unavailable("backlog_full", "the processing backlog is full, retry later")
-        self._probed_at = now
+        self._measured_at = now
 
-    def _kick(self) -> None:
+    async def _commit(self, event: Event | None) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        await future
 
     async def _flush(self) -> None:
-        while self._pending or self._counts:
+        while self._pending:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
             counts, self._counts = self._counts, Counter()
-            if not await self._write(batch, counts) and not batch:
-                return  # only counters left and Redis is away: keep them for the next kick
+            await self._write(batch, counts)
 
-    async def _write(
-        self, batch: list[tuple[Event, asyncio.Future[None]]], counts: Counter[str]
-    ) -> bool:
+    async def _write(self, batch: Pending, counts: Counter[str]) -> None:
+        events = [e for e, _ in batch if e is not None]
         try:
-            self.backlog = await asyncio.to_thread(self.writer.write, [e for e, _ in batch], counts)
+            self.backlog = await asyncio.to_thread(self.writer.write, events, counts)
+            self._measured_at = time.monotonic()
         except Exception as exc:  # any failure means "not stored": never answer 200 for it
-            log.warning("batch not stored", error=type(exc).__name__, events=len(batch))
+            log.warning("batch not stored", error=type(exc).__name__, events=len(events))
             self._counts.update(counts)
             _settle(batch, Unavailable("redis_unavailable", "storage is unavailable, retry later"))
-            return False
-        if batch:
-            self.batch_sizes[len(batch)] += 1
+            return
         _settle(batch, None)
-        return True
 
 
-def _settle(batch: list[tuple[Event, asyncio.Future[None]]], error: Exception | None) -> None:
+def _settle(batch: Pending, error: Exception | None) -> None:
     for _, future in batch:
         if future.done():
             continue

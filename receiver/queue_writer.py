@@ -28,7 +28,7 @@ class QueueWriter:
             pipe.hincrby(keys.COUNTERS, field, n)
         if events:
             self.queue.enqueue_job(self._job(events), pipeline=pipe)
-        return int(pipe.execute()[0])
+        return int(pipe.execute()[0]) + bool(events)
 
     def _job(self, events: list[Event]) -> Job:
         return self.queue.create_job(

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, run_jobs
+from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, run_jobs
 
 OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -27,3 +27,176 @@ def test_callback_is_stored_applied_and_readable(client, redis, settings):
     assert body["state"] == "delivered"
     assert [s["status"] for s in body["statuses"]] == ["sent", "delivered"]
     assert body["billable"] is True
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "message"),
+    [
+        ({"status": "1"}, "missing_session_id", "session_id is required"),
+        ({"session_id": "", "status": "1"}, "invalid_session_id", "session_id is empty"),
+        ({"session_id": "a" * 129, "status": "1"}, "invalid_session_id", "longer than 128"),
+        ({"session_id": "a b<script>", "status": "1"}, "invalid_session_id", "characters outside"),
+        ({"session_id": "s"}, "missing_status", "status is required"),
+        ({"session_id": "s", "status": "two"}, "invalid_status", "must be an integer"),
+        ({"session_id": "s", "status": "1.5"}, "invalid_status", "must be an integer"),
+        ({"session_id": "s", "status": "-1"}, "invalid_status", "between 0 and"),
+        ({"session_id": "s", "status": "9" * 40}, "invalid_status", "must be an integer"),
+    ],
+)
+def test_malformed_callbacks_get_a_clear_400_and_are_counted(
+    client, redis, params, reason, message
+):
+    response = client.get(OTP, params=params)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert _counter(client, "otp_callbacks_rejected_total", reason=reason) == 1
+
+
+def test_wrong_token_is_404_and_stores_nothing(client, redis):
+    response = client.get(
+        "/callbacks/verihubs/whatsapp-otp/wrong", params={"session_id": "s", "status": "1"}
+    )
+    assert response.status_code == 404
+    assert response.json() == {"error": "not found"}
+    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert _counter(client, "otp_callbacks_rejected_total", reason="bad_token") == 1
+
+
+def test_unknown_product_is_404(client):
+    response = client.get(
+        f"/callbacks/verihubs/sms-otp/{CALLBACK_TOKEN}", params={"session_id": "s", "status": "1"}
+    )
+    assert response.status_code == 404
+    assert "unknown product" in response.json()["error"]
+
+
+def test_callbacks_are_closed_without_a_token(redis, redis_server):
+    settings = make_settings(redis_server.url, CALLBACK_TOKEN="")
+    with TestClient(create_app(_without_token(settings), CollectorRegistry())) as client:
+        assert client.get(OTP, params={"session_id": "s", "status": "1"}).status_code == 404
+
+
+def test_body_over_the_limit_is_413(client, redis):
+    response = client.post(
+        OTP,
+        content=b"session_id=s&status=1&pad=" + b"x" * 20_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+    assert redis.llen("rq:queue:otp-callbacks") == 0
+
+
+def test_post_with_form_or_json_body_is_accepted(client, redis, settings):
+    assert client.post(OTP, data={"session_id": "f-1", "status": "0"}).status_code == 200
+    assert client.post(OTP, json={"session_id": "j-1", "status": 3}).status_code == 200
+    assert (
+        client.post(OTP, content=b"[1,2]", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
+    run_jobs(redis, settings)
+    assert client.get("/messages/verihubs/j-1", headers=ADMIN).json()["state"] == "read"
+
+
+def test_unknown_status_code_is_accepted_and_counted(client, redis, settings):
+    assert client.get(OTP, params={"session_id": "u-1", "status": "77"}).status_code == 200
+    run_jobs(redis, settings)
+    assert _counter(client, "otp_callbacks_unknown_total", product="whatsapp-otp") == 1
+    assert _counter(client, "otp_callbacks_received_total", status="unknown") == 1
+
+
+def test_duplicates_are_answered_200(client, redis, settings):
+    for _ in range(3):
+        assert client.get(OTP, params={"session_id": "d-1", "status": "2"}).status_code == 200
+    run_jobs(redis, settings)
+    assert _counter(client, "otp_callbacks_duplicate_total") == 2
+
+
+def test_redis_down_gives_503_with_retry_after(redis_server):
+    from core.embedded import free_port
+
+    settings = make_settings(f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(create_app(settings, CollectorRegistry())) as client:
+        response = client.get(OTP, params={"session_id": "s", "status": "1"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "unavailable" in response.json()["error"]
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 503
+
+
+def test_backlog_over_its_bound_gives_503(redis, redis_server, store):
+    settings = make_settings(redis_server.url, MAX_BACKLOG="2")
+    with TestClient(create_app(settings, CollectorRegistry())) as client:
+        codes = [
+            client.get(OTP, params={"session_id": f"b{i}", "status": "1"}).status_code
+            for i in range(5)
+        ]
+        assert codes == [200, 200, 503, 503, 503]
+        assert redis.llen("rq:queue:otp-callbacks") == 2
+        assert _counter(client, "otp_callbacks_rejected_total", reason="backlog_full") == 3
+
+
+def test_admin_endpoints_need_the_token(client):
+    assert client.get("/messages/verihubs/x").status_code == 401
+    assert client.get("/billing", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/messages/verihubs/x", headers=ADMIN).status_code == 404
+
+
+def test_billing_as_json_and_csv(client, redis, settings):
+    for sid, code in [("b-1", "2"), ("b-2", "0"), ("b-2", "6"), ("b-3", "4")]:
+        client.get(OTP, params={"session_id": sid, "status": code})
+    client.get(
+        f"/callbacks/verihubs/whatsapp-message/{CALLBACK_TOKEN}",
+        params={"session_id": "w", "status": "1"},
+    )
+    run_jobs(redis, settings)
+    body = client.get("/billing", headers=ADMIN).json()
+    rows = {(d["provider"], d["product"]): d["billable"] for d in body["days"]}
+    assert rows == {("verihubs", "whatsapp-otp"): 2, ("verihubs", "whatsapp-message"): 1}
+    csv = client.get("/billing", headers={**ADMIN, "Accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0] == "day,provider,product,billable" and len(lines) == 3
+    assert client.get("/billing?from=2026-13-01", headers=ADMIN).status_code == 400
+    assert client.get("/billing?from=2020-01-01&to=2026-01-01", headers=ADMIN).status_code == 400
+
+
+def test_metrics_export_counters_in_prometheus_format(client, redis, settings):
+    client.get(OTP, params={"session_id": "p-1", "status": "0"})
+    client.get(OTP, params={"session_id": "p-1", "status": "6"})
+    run_jobs(redis, settings)
+    text = client.get("/metrics").text
+    assert 'otp_messages_started_total{product="whatsapp-otp",provider="verihubs"} 1.0' in text
+    assert (
+        'otp_messages_billable_reversed_total{product="whatsapp-otp",provider="verihubs"} 1.0'
+        in text
+    )
+    assert (
+        'otp_state_transitions_total{from="requested",product="whatsapp-otp",provider="verihubs",to="failed"} 1.0'
+        in text
+    )
+    assert "p-1" not in text and CALLBACK_TOKEN not in text
+
+
+def test_no_route_is_a_json_404(client):
+    response = client.get("/nope")
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def _without_token(settings):
+    from dataclasses import replace
+
+    return replace(settings, callback_token=None)
+
+
+def _counter(client, name, **labels):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from redis import Redis
 from redis.client import Pipeline
@@ -17,7 +17,9 @@ from core import keys
 from core.events import Event
 from workers import model, script
 
-DAY_MS = 86_400_000
+EPOCH = date(1970, 1, 1)
+# Bounds the memory of one round trip when a large batch is replayed.
+PIPELINE_CHUNK = 1000
 META_FIELDS = {"p", "m", "f", "o", "d", "l"}
 
 
@@ -67,14 +69,22 @@ class Store:
     def apply(
         self, batch_id: str, events: Sequence[Event], pipeline: Pipeline | None = None
     ) -> list[model.Outcome | None]:
-        """Apply a batch (one script call per event, one round trip); None marks a replay."""
-        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
+        """Apply a batch, one script call per event, pipelined; None marks a replayed event.
+
+        With a caller's pipeline the calls are only queued on it and nothing is returned.
+        """
         applied, now = keys.applied(batch_id), now_ms()
-        for index, event in enumerate(events):
-            self._apply_one(pipe, applied, index, event, now)
         if pipeline is not None:
+            for index, event in enumerate(events):
+                self._apply_one(pipeline, applied, index, event, now)
             return []
-        return [None if r == b"replay" else model.Outcome(r.decode()) for r in pipe.execute()]
+        outcomes: list[model.Outcome | None] = []
+        for start in range(0, len(events), PIPELINE_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for index in range(start, min(start + PIPELINE_CHUNK, len(events))):
+                self._apply_one(pipe, applied, index, events[index], now)
+            outcomes += [_outcome(r) for r in pipe.execute()]
+        return outcomes
 
     def _apply_one(self, pipe: Pipeline, applied: str, index: int, e: Event, now: int) -> None:
         prod = model.product(e.provider, e.product)
@@ -113,11 +123,13 @@ class Store:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.COUNTERS).items()}
 
 
+def _outcome(result: bytes) -> model.Outcome | None:
+    return None if result == b"replay" else model.Outcome(result.decode())
+
+
 def _billing_row(field_name: str, count: int) -> BillingRow:
     day, provider, product = field_name.split("|", 2)
-    return BillingRow(
-        date.fromordinal(date(1970, 1, 1).toordinal() + int(day)), provider, product, count
-    )
+    return BillingRow(EPOCH + timedelta(days=int(day)), provider, product, count)
 
 
 def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> MessageView:

@@ -4,30 +4,43 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import ConnectionError, TimeoutError
 from rq import get_current_job
 
 from core.events import Event
+from workers.model import Outcome
 from workers.store import Store
 
 log = structlog.get_logger("worker")
-_store: Store | None = None
+RETRY_PAUSE = 0.5
 
 
-def bind(store: Store) -> None:
+@dataclass(frozen=True)
+class Binding:
+    store: Store
+    # How long a batch keeps retrying through a Redis outage before the job fails.
+    retry_window: float
+
+
+_binding: Binding | None = None
+
+
+def bind(store: Store, retry_window: float = 30.0) -> None:
     """Give the job its store; called once by the worker factory, never at import time."""
-    global _store
-    _store = store
+    global _binding
+    _binding = Binding(store, retry_window)
 
 
 def apply_batch(events: list[tuple[str, str, str, int, int, int]]) -> dict[str, int]:
-    if _store is None:
+    if _binding is None:
         raise RuntimeError("workers.jobs.bind() was not called: start the worker via its factory")
     job = get_current_job()
     batch_id = job.id if job is not None else "inline"
     started = time.perf_counter()
-    outcomes = _store.apply(batch_id, [Event(*e) for e in events])
+    outcomes = _apply_through_outages(_binding, batch_id, [Event(*e) for e in events])
     summary = Counter(o.value if o else "replayed" for o in outcomes)
     log.info(
         "batch applied",
@@ -37,3 +50,18 @@ def apply_batch(events: list[tuple[str, str, str, int, int, int]]) -> dict[str, 
         **summary,
     )
     return dict(summary)
+
+
+def _apply_through_outages(
+    binding: Binding, batch_id: str, events: list[Event]
+) -> list[Outcome | None]:
+    """Re-applying a batch is exact (replay markers), so a Redis blip is simply retried."""
+    deadline = time.monotonic() + binding.retry_window
+    while True:
+        try:
+            return binding.store.apply(batch_id, events)
+        except (ConnectionError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("redis unavailable, retrying batch", job_id=batch_id, error=str(exc))
+            time.sleep(RETRY_PAUSE)

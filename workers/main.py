@@ -16,11 +16,19 @@ def store_for(settings: Settings) -> Store:
     return Store(connect(settings), settings.message_ttl, settings.failed_job_ttl)
 
 
-def create_worker(settings: Settings) -> SimpleWorker:
+class BatchWorker(SimpleWorker):
     """SimpleWorker: forking a work horse per job costs more than applying a whole batch."""
-    jobs.bind(store_for(settings))
+
+    # Come back quickly after a Redis outage (RQ's default backoff grows to a minute).
+    max_connection_wait_time = 2.0
+    # A batch's description says only how many callbacks it holds; keep logs short anyway.
+    log_job_description = False
+
+
+def create_worker(settings: Settings) -> BatchWorker:
+    jobs.bind(store_for(settings), retry_window=settings.job_timeout / 2)
     conn = connect(settings, blocking=True)
-    return SimpleWorker(
+    return BatchWorker(
         [Queue(settings.queue_name, connection=conn)],
         connection=conn,
         default_result_ttl=0,

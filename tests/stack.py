@@ -1,0 +1,68 @@
+"""Runs the real processes (uvicorn receiver, RQ worker) against a given Redis, on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+
+from core.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+class Stack:
+    def __init__(self, redis_url: str, log_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.env = {**os.environ, "REDIS_URL": redis_url, **env}
+        self.web: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        return subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_web(self) -> None:
+        args = [str(BIN / "uvicorn"), "--factory", "receiver.app:create_app", "--port",
+                str(self.port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        self.web = self._spawn("web", args)
+        wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn(f"worker{len(self.workers)}", [sys.executable, "-m", "workers.main"])
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for process in [self.web, *self.workers]:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [self.web, *self.workers]:
+            if process is not None:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

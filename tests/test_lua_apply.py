@@ -23,10 +23,10 @@ SLOW = settings(
 )
 
 
-def event(message_id: str, code: int) -> Event:
+def event(message_id: str, code: int, product: str | None = None) -> Event:
     # A provider's re-sent callback carries the same timestamp; times straddle midnight.
     at = MIDNIGHT - 3_600_000 + (hash((message_id, code)) % 7_200_000)
-    return Event("verihubs", PRODUCTS[message_id], message_id, code, at, at)
+    return Event("verihubs", product or PRODUCTS[message_id], message_id, code, at, at)
 
 
 callbacks = st.lists(
@@ -39,9 +39,10 @@ callbacks = st.lists(
 
 def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str, str]]:
     """Counters, billing and states computed by the pure model alone."""
+    products = {e.message_id: e.product for e in events}
     counts: Counter[str] = Counter()
     billing: Counter[str] = Counter()
-    seen: dict[str, frozenset[model.Status] | None] = dict.fromkeys(PRODUCTS)
+    seen: dict[str, frozenset[model.Status] | None] = dict.fromkeys(products)
     first: dict[str, int] = {}
     for e in events:
         prod = model.product(e.provider, e.product)
@@ -59,22 +60,20 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
         if effect.outcome != model.Outcome.DUPLICATE:
             first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
     for mid, s in seen.items():
-        prod = model.product("verihubs", PRODUCTS[mid])
+        prod = model.product("verihubs", products[mid])
         if s is not None and prod.is_billable(s):
-            billing[f"{first[mid] // DAY_MS}|verihubs|{PRODUCTS[mid]}"] += 1
+            billing[f"{first[mid] // DAY_MS}|verihubs|{products[mid]}"] += 1
     states = {
         m: (model.current_state(s).value if s else "none") for m, s in seen.items() if s is not None
     }
     return +counts, +billing, states
 
 
-def stored(redis, store) -> tuple[Counter[str], Counter[str], dict[str, str]]:
+def stored(redis, store, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dict[str, str]]:
     values = store.counters()
     kept = Counter({k: v for k, v in values.items() if not k.startswith(("lag|", "lat_"))})
     billing = Counter({k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items()})
-    states = {
-        m: store.message("verihubs", m).state for m in PRODUCTS if store.message("verihubs", m)
-    }
+    states = {m: store.message("verihubs", m).state for m in ids if store.message("verihubs", m)}
     return +kept, +billing, states
 
 

@@ -1,0 +1,49 @@
+"""A worker killed in the middle of a batch: the job is recovered, retried, and counts once."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+
+from rq import Queue
+from rq.registry import StartedJobRegistry
+
+from receiver.queue_writer import QueueWriter
+from tests.conftest import run_jobs
+from tests.stack import Stack, wait_until
+from tests.test_lua_apply import event, reference, stored
+
+TOTAL = 40_000
+
+
+def test_killed_worker_job_is_retried_without_double_counting(
+    redis, redis_server, store, settings, tmp_path
+):
+    rng = random.Random(7)
+    ids = [f"k{i}" for i in range(2000)]
+    batch = [event(rng.choice(ids), rng.randrange(12), "whatsapp-otp") for _ in range(TOTAL)]
+    QueueWriter(redis, settings).write(batch, Counter())
+
+    stack = Stack(redis_server.url, tmp_path, LOG_LEVEL="warning")
+    worker = stack.start_worker()
+    wait_until(lambda: _received(store) > 0, what="the worker to start applying")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    partly = _received(store)
+    assert 0 < partly < TOTAL, "the kill should land mid-batch"
+
+    # RQ's maintenance finds the job abandoned once its heartbeat lapses
+    # (job timeout + 60 s); ask it now as if that time had passed.
+    queue = Queue(settings.queue_name, connection=redis)
+    StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + settings.job_timeout + 120)
+    assert queue.count == 1, "the abandoned job is queued again for a retry"
+    run_jobs(redis, settings)
+
+    assert queue.count == 0 and queue.failed_job_registry.count == 0
+    assert stored(redis, store, ids) == reference(batch)
+
+
+def _received(store) -> int:
+    return sum(v for k, v in store.counters().items() if k.startswith("received|"))

@@ -161,3 +161,10 @@ def test_message_state_expires_but_billing_survives(redis, store):
     ttl = redis.pttl("otp:m:verihubs:m0")
     assert 0 < ttl <= store.message_ttl_ms
     assert redis.ttl("otp:billing") == -1
+
+
+def test_apply_survives_a_flushed_script_cache(redis, store):
+    store.apply("b1", [event("m0", 1)])
+    redis.script_flush()  # as after a Redis restart
+    store.apply("b2", [event("m0", 2)])
+    assert store.message("verihubs", "m0").state == "delivered"

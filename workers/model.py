@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 
 class Status(StrEnum):
@@ -157,6 +158,14 @@ PRODUCTS: Mapping[tuple[str, str], Product] = {
 
 def product(provider: str, name: str) -> Product | None:
     return PRODUCTS.get((provider, name))
+
+
+@cache
+def status_bit(provider: str, name: str, code: int) -> int:
+    """The status's bit for the Lua script; -1 for a code the product does not know."""
+    prod = product(provider, name)
+    status = prod.status(code) if prod else None
+    return -1 if status is None else status.bit
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Write functions take an optional pipeline, so callers batch many writes in one r
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from core import keys
 from core.events import Event
@@ -64,37 +66,61 @@ class Store:
         self.redis = redis
         self.message_ttl_ms = message_ttl * 1000
         self.applied_ttl_ms = applied_ttl * 1000
-        self._script = redis.register_script(script.source())
+        self._source = script.source()
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
     def apply(
         self, batch_id: str, events: Sequence[Event], pipeline: Pipeline | None = None
     ) -> list[model.Outcome | None]:
         """Apply a batch, one script call per event, pipelined; None marks a replayed event.
 
-        With a caller's pipeline the calls are only queued on it and nothing is returned.
+        With a caller's pipeline the calls are only queued on it and nothing is returned
+        (the caller must have loaded the script: `load_script`).
         """
         applied, now = keys.applied(batch_id), now_ms()
         if pipeline is not None:
-            for index, event in enumerate(events):
-                self._apply_one(pipeline, applied, index, event, now)
+            self._queue(pipeline, applied, events, range(len(events)), now)
             return []
         outcomes: list[model.Outcome | None] = []
         for start in range(0, len(events), PIPELINE_CHUNK):
-            pipe = self.redis.pipeline(transaction=False)
-            for index in range(start, min(start + PIPELINE_CHUNK, len(events))):
-                self._apply_one(pipe, applied, index, events[index], now)
-            outcomes += [_outcome(r) for r in pipe.execute()]
+            chunk = range(start, min(start + PIPELINE_CHUNK, len(events)))
+            outcomes += self._execute(applied, events, chunk, now)
         return outcomes
 
-    def _apply_one(self, pipe: Pipeline, applied: str, index: int, e: Event, now: int) -> None:
-        prod = model.product(e.provider, e.product)
-        status = prod.status(e.code) if prod else None
-        self._script(
-            keys=[keys.message(e.provider, e.message_id), keys.COUNTERS, keys.BILLING, applied],
-            args=[
+    def load_script(self) -> None:
+        self.redis.script_load(self._source)
+
+    def _execute(
+        self, applied: str, events: Sequence[Event], chunk: range, now: int
+    ) -> list[model.Outcome | None]:
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue(pipe, applied, events, chunk, now)
+            try:
+                return [_outcome(r) for r in pipe.execute()]
+            except NoScriptError:
+                # Redis restarted or its script cache was flushed: load and apply again,
+                # which is exact because every event is applied at most once.
+                if attempt == 2:
+                    raise
+                self.load_script()
+        raise AssertionError("unreachable")
+
+    def _queue(
+        self, pipe: Pipeline, applied: str, events: Sequence[Event], indexes: range, now: int
+    ) -> None:
+        for index in indexes:
+            e = events[index]
+            pipe.evalsha(
+                self._sha,
+                4,
+                keys.message(e.provider, e.message_id),
+                keys.COUNTERS,
+                keys.BILLING,
+                applied,
                 e.provider,
                 e.product,
-                -1 if status is None else status.bit,
+                model.status_bit(e.provider, e.product, e.code),
                 e.code,
                 e.at_ms,
                 e.received_ms,
@@ -102,9 +128,7 @@ class Store:
                 index,
                 self.message_ttl_ms,
                 self.applied_ttl_ms,
-            ],
-            client=pipe,
-        )
+            )
 
     def message(self, provider: str, message_id: str) -> MessageView | None:
         raw = self.redis.hgetall(keys.message(provider, message_id))

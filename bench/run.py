@@ -1,0 +1,179 @@
+"""`make bench`: receiver, worker and memory figures, each against a baseline in the same run.
+
+Prints a table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from core import logs
+from core.embedded import RedisServer, free_port
+from core.events import Event
+from core.settings import Settings
+from receiver.queue_writer import QueueWriter
+from tests.stack import wait_until
+from workers import jobs
+from workers.main import BatchWorker
+from workers.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+WRK = ["wrk", "-t2", "-c32", "-d10s", "--latency", "-s", str(ROOT / "bench" / "wrk.lua")]
+UVICORN = [str(Path(sys.executable).parent / "uvicorn"), "--no-access-log", "--log-level",
+           "warning", "--host", "127.0.0.1"]  # fmt: skip
+
+
+def serve_and_load(app: list[str], env: dict[str, str]) -> float:
+    port = free_port()
+    server = subprocess.Popen([*UVICORN, "--port", str(port), *app], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: _up(port), what="server")
+        url = f"http://127.0.0.1:{port}/callbacks/verihubs/whatsapp-otp/{TOKEN}"
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", url], capture_output=True, check=True)
+        out = subprocess.run([*WRK, url], capture_output=True, text=True, check=True).stdout
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if non2xx:
+            raise RuntimeError(f"{app}: {non2xx.group(1)} failed responses\n{out}")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _up(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def receiver(redis: Redis, env: dict[str, str]) -> dict[str, float]:
+    redis.flushall()
+    bare = serve_and_load(["--factory", "bench.apps:bare_app"], env)
+    ours = serve_and_load(["--factory", "receiver.app:create_app"], env)
+    jobs_written, callbacks = redis.llen("rq:queue:otp-callbacks"), _queued_callbacks(redis)
+    naive = serve_and_load(["--factory", "bench.apps:enqueue_app"], env)
+    return {
+        "bare_rps": bare,
+        "group_commit_rps": ours,
+        "enqueue_per_request_rps": naive,
+        "group_commit_ratio": ours / bare,
+        "enqueue_per_request_ratio": naive / bare,
+        "mean_batch_size": callbacks / max(jobs_written, 1),
+    }
+
+
+def _queued_callbacks(redis: Redis) -> int:
+    queue = Queue("otp-callbacks", connection=redis)
+    return sum(len(job.args[0]) for job in queue.get_jobs())
+
+
+def events(n: int, tag: str) -> list[Event]:
+    now = time.time_ns() // 1_000_000
+    return [Event("verihubs", "whatsapp-otp", f"{tag}-{i // 4}", i % 4, now, now) for i in range(n)]
+
+
+def drain(worker_class: type[SimpleWorker], queue: Queue) -> float:
+    started = time.perf_counter()
+    worker_class([queue], connection=queue.connection).work(burst=True, logging_level="ERROR")
+    return time.perf_counter() - started
+
+
+def worker(redis: Redis, settings: Settings, batch: int) -> dict[str, float]:
+    redis.flushall()
+    queue = Queue(settings.queue_name, connection=redis)
+    single = events(3_000, "one")
+    for e in single:
+        queue.enqueue(jobs.apply_batch, [e.to_wire()], result_ttl=0)
+    baseline = len(single) / drain(SimpleWorker, queue)
+    redis.flushall()
+    batched, writer = events(60_000, "batch"), QueueWriter(redis, settings)
+    for i in range(0, len(batched), batch):
+        writer.write(batched[i : i + batch], Counter())
+    ours = len(batched) / drain(BatchWorker, queue)
+    return {"per_callback_jobs_per_s": baseline, "batched_per_s": ours,
+            "batch_size": batch, "ratio": ours / baseline}  # fmt: skip
+
+
+def memory(redis: Redis, store: Store, messages: int = 50_000) -> dict[str, float]:
+    """Each message goes requested -> sent -> delivered -> read -> verified (5 statuses)."""
+    redis.flushall()
+    before = redis.info("memory")["used_memory"]
+    now = time.time_ns() // 1_000_000
+    batch: list[Event] = []
+    for i in range(messages):
+        sid = f"{i:08x}-7c2e-4b5e-9f1a-{i:012x}"  # a UUID, as Verihubs sends
+        batch += [Event("verihubs", "whatsapp-otp", sid, c, now + c * 900, now) for c in range(5)]
+        if len(batch) >= 200:
+            store.apply(f"mem-{i}", batch)
+            batch = []
+    store.apply("mem-last", batch)
+    used = redis.info("memory")["used_memory"] - before
+    sample = redis.memory_usage(f"otp:m:verihubs:{0:08x}-7c2e-4b5e-9f1a-{0:012x}")
+    return {"messages": messages, "bytes_per_message": used / messages,
+            "message_key_bytes": sample}  # fmt: skip
+
+
+def main() -> None:
+    logs.configure("error")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), durable=False).start()
+        try:
+            env = {**os.environ, "REDIS_URL": server.url, "CALLBACK_TOKEN": TOKEN,
+                   "ADMIN_TOKEN": "x", "MAX_BACKLOG": "10000000"}  # fmt: skip
+            settings = Settings.from_env(env)
+            redis = Redis.from_url(server.url)
+            store = Store(redis, settings.message_ttl, settings.failed_job_ttl)
+            jobs.bind(store)
+            results = {
+                "receiver": receiver(redis, env),
+                "worker": worker(redis, settings, batch=16),
+                "worker_batch_64": worker(redis, settings, batch=64),
+                "memory": memory(redis, store),
+            }
+        finally:
+            server.stop()
+    report(results)
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    r, w, w64, m = (results[k] for k in ("receiver", "worker", "worker_batch_64", "memory"))
+    rows = [
+        ("receiver: bare Starlette route (req/s)", f"{r['bare_rps']:,.0f}", "ceiling"),
+        ("receiver: ours, group commit (req/s)", f"{r['group_commit_rps']:,.0f}",
+         f"{r['group_commit_ratio']:.2f} of bare (target >= 0.40)"),
+        ("receiver: one enqueue per request (req/s)", f"{r['enqueue_per_request_rps']:,.0f}",
+         f"{r['enqueue_per_request_ratio']:.2f} of bare"),
+        ("receiver: mean callbacks per job", f"{r['mean_batch_size']:.1f}", ""),
+        ("worker: SimpleWorker, job per callback (/s)", f"{w['per_callback_jobs_per_s']:,.0f}",
+         "baseline"),
+        ("worker: ours, batches of 16 (/s)", f"{w['batched_per_s']:,.0f}",
+         f"{w['ratio']:.1f}x (target >= 3,000/s and >= 8x)"),
+        ("worker: ours, batches of 64 (/s)", f"{w64['batched_per_s']:,.0f}", f"{w64['ratio']:.1f}x"),
+        ("redis bytes per tracked message", f"{m['bytes_per_message']:.0f}",
+         f"target <= 300 (message hash alone: {m['message_key_bytes']} B)"),
+    ]  # fmt: skip
+    width = max(len(row[0]) for row in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>10}  {note}")
+    print(f"\nwritten to {out / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

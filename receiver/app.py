@@ -21,7 +21,7 @@ from core.settings import Settings
 from receiver import admin, callbacks, ops
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
-from receiver.http_metrics import RequestLog
+from receiver.http_metrics import RequestLog, annotate
 
 log = structlog.get_logger("receiver")
 CALLBACK_ROUTES = "/callbacks/"
@@ -80,7 +80,7 @@ async def rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Rejected)
     if request.url.path.startswith(CALLBACK_ROUTES):
         await request.app.state.ctx.batcher.count(counters.REJECTED.field(exc.reason))
-    structlog.contextvars.bind_contextvars(reason=exc.reason)
+    annotate(request.scope, reason=exc.reason)
     if isinstance(exc, Unavailable):
         return exc.response({"Retry-After": str(request.app.state.ctx.settings.retry_after)})
     return exc.response()

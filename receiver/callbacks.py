@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from receiver import auth, body, verihubs
 from receiver.context import Context
+from receiver.http_metrics import annotate
 from workers.store import now_ms
 
 
@@ -22,8 +22,12 @@ async def verihubs_callback(request: Request) -> JSONResponse:
         raw = await body.read(request, ctx.settings.max_body_bytes)
         fields = {**body.form_fields(raw, request.headers.get("content-type", "")), **fields}
     event = verihubs.parse(params["product"], fields, now_ms())
-    structlog.contextvars.bind_contextvars(
-        provider=event.provider, product=event.product, message_id=event.message_id, code=event.code
+    annotate(
+        request.scope,
+        provider=event.provider,
+        product=event.product,
+        message_id=event.message_id,
+        code=event.code,
     )
     await ctx.batcher.submit(event)
     return JSONResponse({"status": "accepted"})

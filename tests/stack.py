@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
+from redis import Redis
 
 from core.embedded import free_port
+
+WORKERS_KEY = "rq:workers"
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -37,8 +40,11 @@ class Stack:
         wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        redis = Redis.from_url(self.env["REDIS_URL"])
+        before = redis.scard(WORKERS_KEY)
         worker = self._spawn(f"worker{len(self.workers)}", [sys.executable, "-m", "workers.main"])
         self.workers.append(worker)
+        wait_until(lambda: redis.scard(WORKERS_KEY) > before, what="worker registration")
         return worker
 
     def stop(self) -> None:

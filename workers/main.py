@@ -1,9 +1,15 @@
-"""The worker process: a non-forking RQ worker on one queue."""
+"""The worker process: a non-forking RQ worker on one queue, kept alive through Redis outages."""
 
 from __future__ import annotations
 
+import signal
+import time
+
+import structlog
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.utils import now
 
 from core import logs
@@ -12,10 +18,8 @@ from core.settings import Settings
 from workers import jobs
 from workers.store import Store
 
-
-def store_for(settings: Settings) -> Store:
-    # Replay markers must outlive any retry or replay of a failed job.
-    return Store(connect(settings), settings.message_ttl, settings.failed_job_ttl)
+log = structlog.get_logger("worker")
+RESTART_PAUSE = 2.0
 
 
 class BatchWorker(SimpleWorker):
@@ -28,6 +32,9 @@ class BatchWorker(SimpleWorker):
     # RQ beats three round trips several times per job; the worker's key lives for minutes,
     # so one standalone beat a second keeps it just as alive at a fraction of the cost.
     heartbeat_interval = 1.0
+    # A job of a dead worker is retried once its timeout plus this grace has passed (RQ's
+    # SimpleWorker waits a fixed 60 s more; a batch takes milliseconds).
+    abandoned_grace = 10
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         recent = self.last_heartbeat is not None and (
@@ -36,6 +43,20 @@ class BatchWorker(SimpleWorker):
         if pipeline is None and recent:
             return
         super().heartbeat(timeout, pipeline)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ blocks on an idle queue for ~7 minutes between maintenance runs; wake up in time
+        # to find abandoned jobs on schedule.
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return int(job.timeout if job.timeout and job.timeout > 0 else 60) + self.abandoned_grace
+
+
+def store_for(settings: Settings) -> Store:
+    # Replay markers must outlive any retry or replay of a failed job.
+    return Store(connect(settings), settings.message_ttl, settings.failed_job_ttl)
 
 
 def create_worker(settings: Settings) -> BatchWorker:
@@ -49,10 +70,33 @@ def create_worker(settings: Settings) -> BatchWorker:
     )
 
 
+def run(settings: Settings) -> None:
+    """RQ's loop quits on an unexpected Redis error; start it again until asked to stop.
+
+    A batch the old loop was applying is retried by RQ's maintenance once its heartbeat
+    lapses (job timeout + grace); applying it again is exact.
+    """
+    while True:
+        try:
+            worker = create_worker(settings)
+            worker.work(logging_level="WARNING", with_scheduler=False)
+        except RedisError as exc:
+            log.warning("worker lost redis, restarting", error=str(exc))
+        else:
+            if worker._shutdown_requested_date is not None:  # SIGTERM/SIGINT: warm shutdown
+                return
+            log.warning("worker loop ended, restarting")
+        finally:
+            # RQ leaves its stop handlers behind; a SIGTERM during the pause must still stop us.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        time.sleep(RESTART_PAUSE)
+
+
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    create_worker(settings).work(logging_level="WARNING", with_scheduler=False)
+    run(settings)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from core.embedded import RedisServer, answers
 
 VAR = Path("var")
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+EMBEDDED_PORT = 6390
 
 
 def redis_url(env: dict[str, str]) -> tuple[str, RedisServer | None]:
@@ -20,7 +21,7 @@ def redis_url(env: dict[str, str]) -> tuple[str, RedisServer | None]:
         return env["REDIS_URL"], None
     if answers(LOCAL_REDIS):
         return LOCAL_REDIS, None
-    server = RedisServer(VAR / "redis", port=6390).start()
+    server = RedisServer(VAR / "redis", port=EMBEDDED_PORT).start()
     return server.url, server
 
 

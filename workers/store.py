@@ -22,14 +22,18 @@ from workers import model, script
 EPOCH = date(1970, 1, 1)
 # Bounds the memory of one round trip when a large batch is replayed.
 PIPELINE_CHUNK = 1000
-META_FIELDS = {"p", "m", "f", "o", "d", "l"}
 
 
 @dataclass(frozen=True)
 class StatusSeen:
     status: str
     first_seen: str
-    code: int | None = None
+
+
+@dataclass(frozen=True)
+class UnknownCode:
+    code: int
+    first_seen: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class MessageView:
     billable: bool
     first_seen: str
     statuses: list[StatusSeen]
-    unknown: list[StatusSeen]
+    unknown: list[UnknownCode]
     anomalies: dict[str, int] = field(default_factory=dict)
 
 
@@ -182,6 +186,6 @@ def _seen(raw: dict[str, str], seen: Iterable[model.Status]) -> list[StatusSeen]
     )
 
 
-def _unknown(raw: dict[str, str]) -> list[StatusSeen]:
+def _unknown(raw: dict[str, str]) -> list[UnknownCode]:
     codes = [(int(k[1:]), int(v)) for k, v in raw.items() if k.startswith("u")]
-    return [StatusSeen("unknown", iso(ms), code) for code, ms in sorted(codes)]
+    return [UnknownCode(code, iso(ms)) for code, ms in sorted(codes)]

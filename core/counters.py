@@ -20,6 +20,8 @@ class Family:
     help: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+    # Histogram sums are kept as integers: seconds are stored in milliseconds.
+    sum_scale: int = 1000
 
     @property
     def is_histogram(self) -> bool:
@@ -32,12 +34,19 @@ class Family:
 PP = ("provider", "product")
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 RECEIVED = Family(
     "received", "otp_callbacks_received", "Callbacks applied, by status", (*PP, "status")
 )
 REJECTED = Family(
     "rejected", "otp_callbacks_rejected", "Callbacks refused by the receiver", ("reason",)
+)
+SEEN = Family(
+    "seen",
+    "otp_message_statuses",
+    "Messages that reached each status (counted once per message and status)",
+    (*PP, "status"),
 )
 DUPLICATE = Family(
     "duplicate", "otp_callbacks_duplicate", "Callbacks for a status already seen", PP
@@ -75,9 +84,18 @@ LAG = Family(
     ("provider",),
     LAG_BUCKETS,
 )
+BATCH = Family(
+    "batch",
+    "otp_ingest_batch_size",
+    "Callbacks per ingested batch (one RQ job)",
+    (),
+    BATCH_BUCKETS,
+    sum_scale=1,
+)
 
 FAMILIES: tuple[Family, ...] = (
     RECEIVED,
+    SEEN,
     REJECTED,
     DUPLICATE,
     LATE,
@@ -89,5 +107,6 @@ FAMILIES: tuple[Family, ...] = (
     BILLABLE_REVERSED,
     *LATENCIES.values(),
     LAG,
+    BATCH,
 )
 BY_KEY = {f.key: f for f in FAMILIES}

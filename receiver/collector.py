@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -12,7 +13,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from redis import Redis
+from redis import Redis, RedisError
 from rq import Queue
 
 from core import counters
@@ -27,14 +28,24 @@ class RedisCollector(Collector):
         self.queue = queue
 
     def collect(self) -> Iterator[Metric]:
+        """Everything Redis holds, read in one go; without Redis, only `otp_redis_up 0`.
+
+        Either every Redis-held family is exported or none is, so a scrape during an outage
+        shows missing series (and redis_up 0), never counters that went backwards.
+        """
+        try:
+            metrics = [*self._counters(), *_queue_gauges(self.queue)]
+        except RedisError:
+            metrics = []
+        up = GaugeMetricFamily("otp_redis_up", "Whether Redis answered this scrape")
+        up.add_metric([], 1 if metrics else 0)
+        return iter([*metrics, up])
+
+    def _counters(self) -> Iterator[Metric]:
         values = self.store.counters()
         for family in counters.FAMILIES:
             rows = _rows(values, family.key)
-            if family.is_histogram:
-                yield _histogram(family, rows)
-            else:
-                yield _counter(family, rows)
-        yield from _queue_gauges(self.queue)
+            yield _histogram(family, rows) if family.is_histogram else _counter(family, rows)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # collected lazily: registering must not touch Redis
@@ -69,7 +80,7 @@ def _histogram(family: counters.Family, rows: dict[Labels, int]) -> Metric:
         for i, le in enumerate(bounds):
             cumulative += cells.get(f"b{i}", 0)
             buckets.append((le, cumulative))
-        metric.add_metric(list(labels), buckets, cells.get("sum", 0) / 1000)
+        metric.add_metric(list(labels), buckets, cells.get("sum", 0) / family.sum_scale)
     return metric
 
 
@@ -78,8 +89,23 @@ def _queue_gauges(queue: Queue) -> Iterator[Metric]:
     depth = GaugeMetricFamily("otp_queue_depth", "Batches waiting in the queue", labels=["queue"])
     depth.add_metric([queue.name], redis.llen(queue.key))
     yield depth
+    oldest = GaugeMetricFamily(
+        "otp_queue_oldest_age_seconds",
+        "Age of the oldest waiting batch (0: none)",
+        labels=["queue"],
+    )
+    oldest.add_metric([queue.name], _oldest_age(queue))
+    yield oldest
     failed = GaugeMetricFamily(
         "otp_queue_failed_jobs", "Batches that failed and wait for replay", labels=["queue"]
     )
     failed.add_metric([queue.name], queue.failed_job_registry.count)
     yield failed
+
+
+def _oldest_age(queue: Queue) -> float:
+    job_id = queue.connection.lindex(queue.key, 0)
+    job = queue.fetch_job(job_id.decode()) if job_id else None
+    if job is None or job.enqueued_at is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - job.enqueued_at.replace(tzinfo=UTC)).total_seconds())

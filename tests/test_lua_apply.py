@@ -50,6 +50,8 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
         lp = f"verihubs|{e.product}"
         seen[e.message_id], effect = model.apply(seen[e.message_id], prod, status)
         counts[f"received|{lp}|{status.value if status else 'unknown'}"] += 1
+        if effect.outcome in (model.Outcome.NEW, model.Outcome.LATE):
+            counts[f"seen|{lp}|{status.value}"] += 1
         counts[f"{effect.outcome.value}|{lp}"] += effect.outcome != model.Outcome.NEW
         counts[f"started|{lp}"] += effect.started
         counts[f"conflict|{lp}"] += effect.conflict
@@ -71,7 +73,7 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
 
 def stored(redis, store, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dict[str, str]]:
     values = store.counters()
-    kept = Counter({k: v for k, v in values.items() if not k.startswith(("lag|", "lat_"))})
+    kept = Counter({k: v for k, v in values.items() if not _is_histogram(k)})
     billing = Counter({k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items()})
     states = {m: store.message("verihubs", m).state for m in ids if store.message("verihubs", m)}
     return +kept, +billing, states
@@ -110,6 +112,10 @@ def test_worker_converges_for_any_order_and_repetition(redis, store, settings, e
     assert _family(got_counts, "received") == len(copies)
 
 
+def _is_histogram(field: str) -> bool:
+    return counters.BY_KEY[field.split("|")[0]].is_histogram
+
+
 def _family(values: Counter[str], key: str) -> int:
     return sum(v for k, v in values.items() if k.startswith(key + "|"))
 
@@ -146,6 +152,15 @@ def test_latency_is_observed_once_whatever_the_order(redis, store):
     assert values[f"{lat['delivery'].key}|verihubs|whatsapp-otp|sum"] == 1500
     assert values[f"{lat['verify'].key}|verihubs|whatsapp-otp|sum"] == 45_000
     assert not any(k.startswith(lat["read"].key) for k in values)
+
+
+def test_batch_size_is_observed_once_per_batch(redis, store):
+    batch = [event("m0", c) for c in range(5)]
+    store.apply("b", batch)
+    store.apply("b", batch)  # replayed
+    values = store.counters()
+    assert values["batch|sum"] == 5
+    assert values[f"batch|b{counters.BATCH_BUCKETS.index(8)}"] == 1
 
 
 def test_unknown_code_is_recorded_and_changes_no_state(redis, store):

@@ -123,7 +123,10 @@ def test_redis_down_gives_503_with_retry_after(redis_server):
         assert "unavailable" in response.json()["error"]
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
-        assert client.get("/metrics").status_code == 503
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "otp_redis_up 0.0" in metrics.text
+        assert "otp_callbacks_received_total" not in metrics.text
 
 
 def test_backlog_over_its_bound_gives_503(redis, redis_server, store):

@@ -5,7 +5,7 @@
 -- KEYS: message hash, counters hash, billing hash, applied-events bitmap of the batch
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
 --       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
---       message ttl ms, applied-bitmap ttl ms
+--       message ttl ms, applied-bitmap ttl ms, events in the batch
 --
 -- Message hash fields: p product, m bitmask of statuses seen, f first callback ms,
 -- "<bit>" first-seen ms of that status, u<code> first-seen ms of an unknown code,
@@ -16,6 +16,7 @@ local CHARGED = __CHARGED__
 local STAGES = __STAGES__
 local LAT_BUCKETS = __LAT_BUCKETS__
 local LAG_BUCKETS = __LAG_BUCKETS__
+local BATCH_BUCKETS = __BATCH_BUCKETS__
 local DAY_MS = 86400000
 
 local msg, counters, billing, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -63,14 +64,15 @@ local function conflicted(m)
     or bit.band(m, OUTCOMES) == OUTCOMES
 end
 
--- Histogram buckets are stored un-cumulated (b0.. for each bound, then +Inf); sums in ms.
-local function observe(key, labels, bounds, ms)
+-- Histogram buckets are stored un-cumulated (b0.. for each bound, then +Inf); sums of
+-- durations in ms. `series` is the family key with its label values.
+local function observe(series, bounds, value)
   local i = #bounds
   for j = 1, #bounds do
-    if ms <= bounds[j] then i = j - 1; break end
+    if value <= bounds[j] then i = j - 1; break end
   end
-  incr(key .. '|' .. labels .. '|b' .. i)
-  incr(key .. '|' .. labels .. '|sum', ms)
+  incr(series .. '|b' .. i)
+  incr(series .. '|sum', value)
 end
 
 local function observe_latencies(m, observed)
@@ -86,7 +88,7 @@ local function observe_latencies(m, observed)
     local flag = bit.lshift(1, i - 1)
     if bit.band(observed, flag) == 0 and has(m, stage[2]) then
       local done = tonumber(redis.call('HGET', msg, tostring(stage[2])))
-      observe(stage[1], lp, LAT_BUCKETS, math.max(0, done - start))
+      observe(stage[1] .. '|' .. lp, LAT_BUCKETS, math.max(0, done - start))
       observed = bit.bor(observed, flag)
     end
   end
@@ -98,7 +100,10 @@ local first = tonumber(h[3] or ARGV[5])
 local before = top(old)
 
 incr('received|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or 'unknown'))
-observe('lag', provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
+observe('lag|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
+if ARGV[8] == '0' then
+  observe('batch', BATCH_BUCKETS, tonumber(ARGV[11]))
+end
 if h[1] == false then
   incr('started|' .. lp)
   redis.call('HSET', msg, 'p', product)
@@ -124,6 +129,7 @@ else
   end
   m = bit.bor(old, bit.lshift(1, sbit))
   redis.call('HSET', msg, tostring(sbit), ARGV[5])
+  incr('seen|' .. lp .. '|' .. NAMES[sbit + 1])
 end
 
 local after = top(m)

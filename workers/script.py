@@ -39,6 +39,7 @@ def constants() -> dict[str, str]:
         "__STAGES__": _lua_list(stages),
         "__LAT_BUCKETS__": _ms(counters.LATENCY_BUCKETS),
         "__LAG_BUCKETS__": _ms(counters.LAG_BUCKETS),
+        "__BATCH_BUCKETS__": _lua_list(counters.BATCH_BUCKETS),
     }
 
 

@@ -132,6 +132,7 @@ class Store:
                 index,
                 self.message_ttl_ms,
                 self.applied_ttl_ms,
+                len(events),
             )
 
     def message(self, provider: str, message_id: str) -> MessageView | None:

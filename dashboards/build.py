@@ -1,0 +1,299 @@
+"""Generates the Grafana dashboard (`python -m dashboards.build`); the JSON is kept in git.
+
+Plain Python over dicts: the dashboard model is small and stable, and a test checks the
+committed JSON is what this code produces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers import model
+
+OUT = Path(__file__).parent / "grafana" / "otp-tracker.json"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+SEL = 'provider=~"$provider",product=~"$product"'
+FAILURES = "|".join(sorted(s.value for s in model.FAILURES))
+FUNNEL = ("requested", "sent", "delivered", "read", "verified")
+RI = "$__rate_interval"
+
+
+@dataclass
+class Panel:
+    title: str
+    exprs: list[tuple[str, str]]  # (PromQL, legend)
+    unit: str = "short"
+    kind: str = "timeseries"
+    width: int = 12
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def by_status() -> list[Panel]:
+    return [
+        Panel(
+            "Callbacks per second by status",
+            [
+                (
+                    f"sum by (status) (rate(otp_callbacks_received_total{{{SEL}}}[{RI}]))",
+                    "{{status}}",
+                )
+            ],
+            "reqps",
+            description="Every callback applied, duplicates included.",
+        ),
+        Panel(
+            "Delivery funnel (messages reaching each status)",
+            [
+                (f'sum(increase(otp_message_statuses_total{{{SEL},status="{s}"}}[$__range]))', s)
+                for s in FUNNEL
+            ],
+            kind="bargauge",
+            description="Counted once per message and status, in the selected time range.",
+            options={"orientation": "horizontal", "displayMode": "gradient"},
+        ),
+    ]
+
+
+def failures() -> list[Panel]:
+    entered = f'otp_state_transitions_total{{{SEL},to=~"{FAILURES}",from!~"{FAILURES}"}}'
+    return [
+        Panel(
+            "Failure rate (messages entering a failure state / messages started)",
+            [
+                (
+                    f"sum(rate({entered}[{RI}])) / sum(rate(otp_messages_started_total{{{SEL}}}[{RI}]))",
+                    "failure rate",
+                )
+            ],
+            "percentunit",
+        ),
+        Panel(
+            "Failures by reason",
+            [
+                (
+                    f'sum by (to) (rate(otp_state_transitions_total{{{SEL},to=~"{FAILURES}"}}[{RI}]))',
+                    "{{to}}",
+                )
+            ],
+            "reqps",
+        ),
+    ]
+
+
+def billing_and_latency() -> list[Panel]:
+    net = (
+        f"sum by (provider, product) (increase(otp_messages_billable_total{{{SEL}}}[1d]))"
+        f" - sum by (provider, product) (increase(otp_messages_billable_reversed_total{{{SEL}}}[1d]))"
+    )
+    quantiles = [
+        (
+            f"histogram_quantile({q}, sum by (le) (rate(otp_{stage}_latency_seconds_bucket{{{SEL}}}[{RI}])))",
+            f"{stage} p{round(q * 100)}",
+        )
+        for stage in ("delivery", "read", "verify")
+        for q in (0.5, 0.95)
+    ]
+    return [
+        Panel(
+            "Billable messages per day (net of reversals)",
+            [(net, "{{provider}} {{product}}")],
+            kind="barchart-daily",
+            description="Exact per-day counts for invoices: GET /billing.",
+        ),
+        Panel("Latency percentiles from requested/sent", quantiles, "s"),
+    ]
+
+
+def anomalies() -> list[Panel]:
+    return [
+        Panel(
+            "Duplicates, late arrivals, conflicts, unknown codes",
+            [
+                (f"sum(rate(otp_callbacks_duplicate_total{{{SEL}}}[{RI}]))", "duplicate"),
+                (f"sum(rate(otp_callbacks_late_total{{{SEL}}}[{RI}]))", "late"),
+                (f"sum(rate(otp_messages_conflict_total{{{SEL}}}[{RI}]))", "conflict"),
+                (f"sum(rate(otp_callbacks_unknown_total{{{SEL}}}[{RI}]))", "unknown code"),
+            ],
+            "reqps",
+            width=24,
+        )
+    ]
+
+
+def pipeline() -> list[Panel]:
+    return [
+        Panel(
+            "Backlog and oldest queued batch",
+            [
+                ("sum(otp_queue_depth)", "batches queued"),
+                ("max(otp_queue_oldest_age_seconds)", "oldest queued (s)"),
+            ],
+            width=8,
+        ),
+        Panel(
+            "Processing lag p95 (received -> applied)",
+            [
+                (
+                    f"histogram_quantile(0.95, sum by (le) (rate(otp_processing_lag_seconds_bucket[{RI}])))",
+                    "p95",
+                ),
+                (
+                    f"sum(rate(otp_ingest_batch_size_sum[{RI}])) / sum(rate(otp_ingest_batch_size_count[{RI}]))",
+                    "mean batch size",
+                ),
+            ],
+            width=8,
+        ),
+        Panel(
+            "Failed jobs, Redis up",
+            [("sum(otp_queue_failed_jobs)", "failed jobs"), ("min(otp_redis_up)", "redis up")],
+            kind="stat",
+            width=8,
+        ),
+        Panel(
+            "Rejected callbacks by reason",
+            [(f"sum by (reason) (rate(otp_callbacks_rejected_total[{RI}]))", "{{reason}}")],
+            "reqps",
+        ),
+        Panel(
+            "HTTP responses by route and code",
+            [
+                (
+                    f"sum by (route, code) (rate(otp_http_requests_total[{RI}]))",
+                    "{{code}} {{route}}",
+                )
+            ],
+            "reqps",
+        ),
+    ]
+
+
+ROWS = {
+    "Traffic": by_status,
+    "Failures": failures,
+    "Billing and latency": billing_and_latency,
+    "Anomalies": anomalies,
+    "Pipeline health": pipeline,
+}
+
+
+def panels() -> Iterator[tuple[str, Panel]]:
+    for row, make in ROWS.items():
+        for panel in make():
+            yield row, panel
+
+
+def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    kind = "barchart" if panel.kind == "barchart-daily" else panel.kind
+    targets = [
+        {"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": DS}
+        for i, (expr, legend) in enumerate(panel.exprs)
+    ]
+    if panel.kind == "barchart-daily":
+        for t in targets:
+            t.update({"interval": "1d", "range": True})
+    return {
+        "id": pid,
+        "type": "timeseries" if kind == "barchart" else kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DS,
+        "gridPos": {"h": 8, "w": panel.width, "x": x, "y": y},
+        "targets": targets,
+        "fieldConfig": {"defaults": _defaults(panel, kind), "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, **panel.options},
+    }
+
+
+def _defaults(panel: Panel, kind: str) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": panel.unit}
+    if kind == "barchart":
+        defaults["custom"] = {"drawStyle": "bars", "fillOpacity": 80}
+    return defaults
+
+
+def _variables() -> list[dict[str, Any]]:
+    def query(name: str, q: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "label": name.capitalize(),
+            "type": "query",
+            "datasource": DS,
+            "query": {"query": q, "refId": name},
+            "definition": q,
+            "refresh": 2,
+            "includeAll": True,
+            "multi": True,
+            "allValue": ".*",
+            "current": {"text": "All", "value": "$__all"},
+            "sort": 1,
+        }
+
+    return [
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+        },
+        query("provider", "label_values(otp_callbacks_received_total, provider)"),
+        query(
+            "product", 'label_values(otp_callbacks_received_total{provider=~"$provider"}, product)'
+        ),
+    ]
+
+
+def dashboard() -> dict[str, Any]:
+    out: list[dict[str, Any]] = []
+    pid, y, x, current_row = 1, 0, 0, None
+    for row, panel in panels():
+        if row != current_row:
+            y += 8 if x else 0
+            out.append(
+                {
+                    "id": pid,
+                    "type": "row",
+                    "title": row,
+                    "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                    "panels": [],
+                }
+            )
+            pid, y, x, current_row = pid + 1, y + 1, 0, row
+        if x + panel.width > 24:
+            x, y = 0, y + 8
+        out.append(_panel_json(panel, pid, x, y))
+        pid, x = pid + 1, x + panel.width
+    return {
+        "uid": "otp-tracker",
+        "title": "OTP delivery tracker",
+        "tags": ["otp", "whatsapp"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": _variables()},
+        "annotations": {"list": []},
+        "panels": out,
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+def main() -> None:
+    OUT.write_text(render())
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint format clean
+.PHONY: install tools run test bench lint format dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m core.devrun
 
-test: install
+# promtool (Prometheus's tools, Debian's `prometheus` package) checks rules and metrics, and
+# the observability test runs a real Prometheus server. Installed when missing (needs root).
+tools:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } || \
+		echo "note: promtool missing and not root: Prometheus tests will be skipped"
+
+test: install tools
 	$(BIN)/python -m pytest
+
+dashboards: install
+	$(BIN)/python -m dashboards.build
 
 lint: install
 	$(BIN)/ruff check .

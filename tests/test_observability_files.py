@@ -1,0 +1,76 @@
+"""Dashboards, rules and metrics output, checked with Prometheus's own promtool."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from dashboards import build
+from receiver.app import create_app
+from tests.conftest import CALLBACK_TOKEN, run_jobs
+
+RULES = Path(build.__file__).parent / "prometheus"
+RUNBOOK = Path(build.__file__).parent.parent / "docs" / "runbook.md"
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
+        pytest.skip("promtool not installed (make test installs it with apt-get as root)")
+    return found
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool(), *args], cwd=RULES, input=stdin, capture_output=True, text=True, check=False
+    )
+
+
+def test_rules_are_valid():
+    result = run("check", "rules", "rules.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_unit_tests_that_pass():
+    result = run("test", "rules", "rules_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    alerts = set(re.findall(r"- alert: (\w+)", (RULES / "rules.yml").read_text()))
+    tested = set(re.findall(r"alertname: (\w+)", (RULES / "rules_test.yml").read_text()))
+    assert alerts == tested
+
+
+def test_every_alert_has_a_runbook_entry():
+    runbook = RUNBOOK.read_text().lower()
+    for alert in re.findall(r"- alert: (\w+)", (RULES / "rules.yml").read_text()):
+        assert f"## {alert.lower()}" in runbook
+
+
+def test_rules_name_the_models_failure_statuses():
+    rules = (RULES / "rules.yml").read_text()
+    assert rules.count(build.FAILURES) >= 3
+
+
+def test_committed_dashboard_is_the_generated_one():
+    assert build.OUT.read_text() == build.render(), "run: python -m dashboards.build"
+
+
+def test_metrics_output_passes_promtool(redis, settings, store):
+    otp = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
+    with TestClient(create_app(settings, CollectorRegistry())) as client:
+        for sid, code in [("a", 0), ("a", 2), ("a", 4), ("b", 6), ("b", 2), ("c", 99)]:
+            client.get(otp, params={"session_id": sid, "status": code})
+        client.get(otp, params={"status": 1})
+        run_jobs(redis, settings)
+        text = client.get("/metrics").text
+    assert "otp_delivery_latency_seconds_bucket" in text
+    result = run("check", "metrics", stdin=text)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr

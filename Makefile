@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run test bench lint format dashboards clean
+.PHONY: install tools run test bench lint format dashboards preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install tools
 
 dashboards: install
 	$(BIN)/python -m dashboards.build
+
+# Runs the stack, a real Prometheus and the callback simulator for 3 minutes, then renders
+# docs/dashboard-preview.png from Prometheus's data.
+preview: install tools
+	$(BIN)/python -m tools.demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -23,7 +23,7 @@ from core.embedded import RedisServer, free_port
 from core.events import Event
 from core.settings import Settings
 from receiver.queue_writer import QueueWriter
-from tests.stack import wait_until
+from tools.stack import wait_until
 from workers import jobs
 from workers.main import BatchWorker
 from workers.store import Store

@@ -11,7 +11,7 @@ from redis import Redis
 
 from core.embedded import RedisServer
 from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN
-from tests.stack import Stack, wait_until
+from tools.stack import Stack, wait_until
 
 OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -12,8 +12,8 @@ from rq.registry import StartedJobRegistry
 
 from receiver.queue_writer import QueueWriter
 from tests.conftest import run_jobs
-from tests.stack import Stack, wait_until
 from tests.test_lua_apply import event, reference, stored
+from tools.stack import Stack, wait_until
 
 TOTAL = 40_000
 

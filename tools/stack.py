@@ -1,4 +1,5 @@
-"""Runs the real processes (uvicorn receiver, RQ worker) against a given Redis, on loopback."""
+"""Runs the real processes on loopback (uvicorn receiver, RQ worker, Prometheus), for the
+tests, the benchmark and the dashboard preview."""
 
 from __future__ import annotations
 
@@ -72,3 +73,34 @@ def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+class PrometheusServer:
+    """A real Prometheus on loopback, scraping the stack every second, with our rules."""
+
+    def __init__(self, target_port: int, rules: Path, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        config = data_dir / "prometheus.yml"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: [{rules}]\n"
+            "scrape_configs:\n"
+            f"  - job_name: otp-tracker\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
+        )
+        self.args = ["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+                     f"--storage.tsdb.path={data_dir / 'tsdb'}"]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrometheusServer:
+        log = (self.data_dir / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: _answers(self.url + "/-/ready"), what="prometheus ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

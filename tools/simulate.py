@@ -1,0 +1,122 @@
+"""A simulator of Verihubs WhatsApp callbacks: realistic lifecycles, mixed outcomes,
+duplicates, reordering, unknown codes and a few malformed requests.
+
+    python -m tools.simulate --url http://127.0.0.1:8000 --token "$(cat var/callback_token)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx2 as httpx
+
+# (weight, codes in order) per product; codes are Verihubs WhatsApp status codes.
+OTP_LIFECYCLES = [
+    (45, [0, 1, 2, 3, 4]),  # read, then verified
+    (15, [0, 1, 2, 4]),  # verified without a read receipt
+    (12, [0, 1, 2, 3, 5]),  # OTP expired unverified
+    (8, [0, 1, 2]),  # delivered, never opened
+    (6, [0, 6]),  # failed
+    (4, [0, 1, 9]),  # blocked
+    (3, [0, 8]),  # rejected: too many requests
+    (2, [0, 10]),  # tier limit exceeded
+    (2, [0, 7]),  # request error
+    (3, [0, 1, 6, 2]),  # failed on one device, delivered on another: conflict
+]
+MESSAGE_LIFECYCLES = [
+    (55, [0, 1, 2, 3]),
+    (20, [0, 1, 2]),
+    (10, [0, 6]),
+    (5, [0, 1, 9]),
+    (5, [0, 11]),
+    (5, [0, 1]),
+]
+STEP_SECONDS = {1: (0.2, 1.0), 2: (0.5, 4.0), 3: (1.0, 10.0), 4: (3.0, 20.0), 5: (20.0, 40.0)}
+
+
+@dataclass(order=True)
+class Callback:
+    due: float
+    product: str = field(compare=False)
+    params: dict[str, str] = field(compare=False)
+
+
+@dataclass
+class Simulator:
+    url: str
+    token: str
+    rate: float = 20.0
+    speed: float = 1.0
+    duplicate_share: float = 0.05
+    reorder_share: float = 0.1
+    rng: random.Random = field(default_factory=random.Random)
+    sent: Counter[int] = field(default_factory=Counter)
+    _queue: list[Callback] = field(default_factory=list)
+
+    def plan_message(self, now: float) -> None:
+        product = "whatsapp-otp" if self.rng.random() < 0.7 else "whatsapp-message"
+        table = OTP_LIFECYCLES if product == "whatsapp-otp" else MESSAGE_LIFECYCLES
+        codes = self.rng.choices([c for _, c in table], weights=[w for w, _ in table])[0]
+        session, at = str(uuid.uuid4()), now
+        for code in codes:
+            low, high = STEP_SECONDS.get(code, (0.2, 2.0))
+            at += self.rng.uniform(low, high) / self.speed if code else 0
+            self._schedule(product, {"session_id": session, "status": str(code)}, at)
+        if self.rng.random() < 0.01:
+            self._schedule(product, {"session_id": session, "status": "42"}, at)  # unknown code
+        if self.rng.random() < 0.01:
+            self._schedule(product, {"session_id": session}, at)  # malformed: no status
+
+    def _schedule(self, product: str, params: dict[str, str], at: float) -> None:
+        if self.rng.random() < self.reorder_share:
+            at -= self.rng.uniform(0.5, 3.0) / self.speed  # overtakes an earlier callback
+        copies = 2 if self.rng.random() < self.duplicate_share else 1
+        for i in range(copies):
+            heapq.heappush(self._queue, Callback(at + i * 0.3 / self.speed, product, params))
+
+    async def run(self, seconds: float, concurrency: int = 16) -> Counter[int]:
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            start, planned = time.monotonic(), 0
+            senders: set[asyncio.Task[None]] = set()
+            while True:
+                now = time.monotonic()
+                while planned < self.rate * min(now - start, seconds):
+                    self.plan_message(now)
+                    planned += 1
+                if now - start >= seconds and not self._queue:
+                    break
+                while self._queue and self._queue[0].due <= now and len(senders) < concurrency:
+                    task = asyncio.create_task(self._send(client, heapq.heappop(self._queue)))
+                    senders.add(task)
+                    task.add_done_callback(senders.discard)
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*senders)
+        return self.sent
+
+    async def _send(self, client: httpx.AsyncClient, callback: Callback) -> None:
+        path = f"/callbacks/verihubs/{callback.product}/{self.token}"
+        response = await client.get(path, params=callback.params)
+        self.sent[response.status_code] += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--rate", type=float, default=20.0, help="new messages per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--speed", type=float, default=1.0, help="lifecycle time compression")
+    args = parser.parse_args()
+    sim = Simulator(args.url, args.token, rate=args.rate, speed=args.speed)
+    print(dict(asyncio.run(sim.run(args.seconds))))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from tools.simulate import Simulator
 from tools.stack import PrometheusServer, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "demo-token"
+TOKEN = "demo-token"  # noqa: S105 - a throwaway token for a private demo stack
 
 
 def main() -> None:

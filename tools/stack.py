@@ -3,11 +3,13 @@ tests, the benchmark and the dashboard preview."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
@@ -67,7 +69,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -84,14 +86,22 @@ class PrometheusServer:
         self.data_dir = data_dir
         config = data_dir / "prometheus.yml"
         data_dir.mkdir(parents=True, exist_ok=True)
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: [{rules}]\n"
-            "scrape_configs:\n"
-            f"  - job_name: otp-tracker\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
-        )
-        self.args = ["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
-                     f"--storage.tsdb.path={data_dir / 'tsdb'}"]  # fmt: skip
+        scrape = {
+            "job_name": "otp-tracker",
+            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
+        }
+        settings = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)],
+            "scrape_configs": [scrape],
+        }
+        config.write_text(json.dumps(settings))  # JSON is YAML
+        self.args = [
+            "prometheus",
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--storage.tsdb.path={data_dir / 'tsdb'}",
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrometheusServer:

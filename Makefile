@@ -21,7 +21,7 @@ run: install
 # the observability test runs a real Prometheus server. Installed when missing (needs root).
 tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } || \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } || \
 		echo "note: promtool missing and not root: Prometheus tests will be skipped"
 
 test: install tools

@@ -159,6 +159,7 @@ def pipeline() -> list[Panel]:
             "Rejected callbacks by reason",
             [(f"sum by (reason) (rate(otp_callbacks_rejected_total[{RI}]))", "{{reason}}")],
             "reqps",
+            width=8,
         ),
         Panel(
             "HTTP responses by route and code",
@@ -169,6 +170,18 @@ def pipeline() -> list[Panel]:
                 )
             ],
             "reqps",
+            width=8,
+        ),
+        Panel(
+            "HTTP p99 duration by route",
+            [
+                (
+                    f"histogram_quantile(0.99, sum by (route, le) (rate(otp_http_request_duration_seconds_bucket[{RI}])))",
+                    "{{route}}",
+                )
+            ],
+            "s",
+            width=8,
         ),
     ]
 

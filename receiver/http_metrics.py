@@ -24,7 +24,7 @@ class HttpMetrics:
         self.duration = Histogram(
             "otp_http_request_duration_seconds",
             "HTTP request duration",
-            ["route"],
+            ["route", "method", "code"],
             buckets=BUCKETS,
             registry=registry,
         )
@@ -67,8 +67,9 @@ class RequestLog:
         method = scope["method"]
         ctx = getattr(scope["app"].state, "ctx", None)
         if ctx is not None:
-            ctx.http.requests.labels(route, method, str(status)).inc()
-            ctx.http.duration.labels(route).observe(seconds)
+            labels = (route, method, str(status))
+            ctx.http.requests.labels(*labels).inc()
+            ctx.http.duration.labels(*labels).observe(seconds)
         log.info(
             "request",
             route=route,

@@ -13,7 +13,10 @@ class Event(NamedTuple):
     # When the status happened: the provider's timestamp where it sends one, else receipt.
     at_ms: int
     received_ms: int
+    # The provider's own billing flag for the message, where it sends one (Meta's
+    # pricing.billable): 1 billable, 0 not, -1 none. Defaulted: older 6-field payloads decode.
+    billable: int = -1
 
-    def to_wire(self) -> tuple[str, str, str, int, int, int]:
+    def to_wire(self) -> tuple[str, str, str, int, int, int, int]:
         """A plain tuple: the job payload must not depend on this class's import path."""
         return tuple(self)  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from core.events import Event
 from receiver.errors import Rejected
-from workers import model
+from workers import products
 
 PROVIDER = "verihubs"
 MAX_ID = 128
@@ -22,7 +22,7 @@ MAX_CODE = 99_999
 
 
 def parse(product: str, params: Mapping[str, str], received_ms: int) -> Event:
-    if model.product(PROVIDER, product) is None:
+    if products.product(PROVIDER, product) is None:
         raise Rejected("unknown_product", f"unknown product {product[:40]!r}", 404)
     return Event(PROVIDER, product, session_id(params), status(params), received_ms, received_ms)
 

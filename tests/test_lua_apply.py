@@ -12,26 +12,37 @@ from core import counters
 from core.events import Event
 from receiver.queue_writer import QueueWriter
 from tests.conftest import run_jobs
-from workers import model
+from workers import model, products
 
 DAY_MS = 86_400_000
 MIDNIGHT = 1_795_564_800_000  # 2026-11-24T00:00:00Z
-PRODUCTS = {"m0": "whatsapp-otp", "m1": "whatsapp-message", "m2": "whatsapp-otp"}
+PRODUCTS = {
+    "m0": ("verihubs", "whatsapp-otp"),
+    "m1": ("verihubs", "whatsapp-message"),
+    "m2": ("verihubs", "whatsapp-otp"),
+    "m3": ("verihubs", "sms-otp"),
+    "m4": ("meta", "whatsapp"),
+    "m5": ("twilio", "sms"),
+}
+DEFAULT = ("verihubs", "whatsapp-otp")  # for ids outside PRODUCTS
 UNKNOWN_CODE = 42
 SLOW = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
-def event(message_id: str, code: int, product: str | None = None) -> Event:
+def event(message_id: str, code: int, billable: int = -1) -> Event:
     # A provider's re-sent callback carries the same timestamp; times straddle midnight.
     at = MIDNIGHT - 3_600_000 + (hash((message_id, code)) % 7_200_000)
-    return Event("verihubs", product or PRODUCTS[message_id], message_id, code, at, at)
+    return Event(*PRODUCTS.get(message_id, DEFAULT), message_id, code, at, at, billable)
 
 
 callbacks = st.lists(
     st.builds(
-        event, st.sampled_from(sorted(PRODUCTS)), st.sampled_from([*range(12), UNKNOWN_CODE])
+        event,
+        st.sampled_from(sorted(PRODUCTS)),
+        st.sampled_from([*range(14), UNKNOWN_CODE]),
+        st.sampled_from([-1, -1, 0, 1]),
     ),
     max_size=25,
 )
@@ -39,16 +50,16 @@ callbacks = st.lists(
 
 def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str, str]]:
     """Counters, billing and states computed by the pure model alone."""
-    products = {e.message_id: e.product for e in events}
     counts: Counter[str] = Counter()
     billing: Counter[str] = Counter()
-    seen: dict[str, frozenset[model.Status] | None] = dict.fromkeys(products)
+    messages: dict[str, model.Message | None] = dict.fromkeys(e.message_id for e in events)
     first: dict[str, int] = {}
     for e in events:
-        prod = model.product(e.provider, e.product)
+        prod = products.product(e.provider, e.product)
         status = prod.status(e.code)
-        lp = f"verihubs|{e.product}"
-        seen[e.message_id], effect = model.apply(seen[e.message_id], prod, status)
+        lp = f"{e.provider}|{e.product}"
+        hint = None if e.billable < 0 else bool(e.billable)
+        messages[e.message_id], effect = model.apply(messages[e.message_id], prod, status, hint)
         counts[f"received|{lp}|{status.value if status else 'unknown'}"] += 1
         if effect.outcome in (model.Outcome.NEW, model.Outcome.LATE):
             counts[f"seen|{lp}|{status.value}"] += 1
@@ -61,12 +72,14 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
             counts["transition|{}|{}|{}".format(lp, *effect.transition)] += 1
         if effect.outcome != model.Outcome.DUPLICATE:
             first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
-    for mid, s in seen.items():
-        prod = model.product("verihubs", products[mid])
-        if s is not None and prod.is_billable(s):
-            billing[f"{first[mid] // DAY_MS}|verihubs|{products[mid]}"] += 1
+    for mid, m in messages.items():
+        provider, name = PRODUCTS.get(mid, DEFAULT)
+        if m is not None and products.product(provider, name).is_billable(m.seen, m.hints):
+            billing[f"{first[mid] // DAY_MS}|{provider}|{name}"] += 1
     states = {
-        m: (model.current_state(s).value if s else "none") for m, s in seen.items() if s is not None
+        mid: (model.current_state(m.seen).value if m.seen else "none")
+        for mid, m in messages.items()
+        if m is not None
     }
     return +counts, +billing, states
 
@@ -75,8 +88,8 @@ def stored(redis, store, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dict
     values = store.counters()
     kept = Counter({k: v for k, v in values.items() if not _is_histogram(k)})
     billing = Counter({k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items()})
-    states = {m: store.message("verihubs", m).state for m in ids if store.message("verihubs", m)}
-    return +kept, +billing, states
+    views = {m: store.message(PRODUCTS.get(m, DEFAULT)[0], m) for m in ids}
+    return +kept, +billing, {m: v.state for m, v in views.items() if v}
 
 
 @SLOW
@@ -132,7 +145,7 @@ def test_a_batch_applied_twice_counts_once(redis, store):
 
 
 def test_a_partly_applied_batch_finishes_without_double_counting(redis, store):
-    batch = [event(random.choice(sorted(PRODUCTS)), random.randrange(12)) for _ in range(50)]
+    batch = [event(random.choice(sorted(PRODUCTS)), random.randrange(14)) for _ in range(50)]
     store.apply("half", batch[:20])  # as if the worker died after 20 events
     store.apply("half", batch)  # the retried job replays all of it
     assert stored(redis, store) == reference(batch)

@@ -7,35 +7,48 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers import model
-from workers.model import Outcome, Status
+from workers import model, products
+from workers.model import Message, Outcome, Status
 
-OTP = model.product("verihubs", "whatsapp-otp")
-MSG = model.product("verihubs", "whatsapp-message")
-ALL_SETS = [  # all 4096 subsets of the 12 statuses
+OTP = products.product("verihubs", "whatsapp-otp")
+MSG = products.product("verihubs", "whatsapp-message")
+SMS = products.product("verihubs", "sms-otp")
+META = products.product("meta", "whatsapp")
+ALL_SETS = [  # all 16,384 subsets of the 14 statuses
     frozenset(c)
     for n in range(len(model.ORDER) + 1)
     for c in itertools.combinations(model.ORDER, n)
 ]
 
 
-def replay(prod, statuses):
-    seen, effects = None, []
-    for s in statuses:
-        seen, effect = model.apply(seen, prod, s)
-        effects.append(effect)
-    return seen, effects
+def replay(prod, statuses, hints=None):
+    message, effects = run(prod, zip(statuses, hints or [None] * len(statuses), strict=True))
+    return message.seen, effects
 
 
 def test_precedence_follows_the_design_table():
     precedence = {
-        Status.REQUESTED: 1, Status.SENT: 2, Status.FAILED: 3, Status.REQUEST_ERROR: 3,
-        Status.REJECTED: 3, Status.BLOCKED: 3, Status.TIER_LIMIT_EXCEEDED: 3,
-        Status.INVALID_DATA: 3, Status.DELIVERED: 4, Status.READ: 5, Status.UNVERIFIED: 6,
-        Status.VERIFIED: 7,
+        Status.REQUESTED: 1, Status.SENT: 2, Status.NO_DELIVERY_REPORT: 2.5, Status.FAILED: 3,
+        Status.REQUEST_ERROR: 3, Status.REJECTED: 3, Status.UNDELIVERED: 3, Status.BLOCKED: 3,
+        Status.TIER_LIMIT_EXCEEDED: 3, Status.INVALID_DATA: 3, Status.DELIVERED: 4,
+        Status.READ: 5, Status.UNVERIFIED: 6, Status.VERIFIED: 7,
     }  # fmt: skip
-    for a, b in itertools.combinations(model.ORDER, 2):
+    assert set(model.PRECEDENCE) == set(Status) == set(precedence)
+    for a, b in itertools.combinations(model.PRECEDENCE, 2):
         assert precedence[a] <= precedence[b]
+
+
+def test_failure_ties_go_to_the_highest_code_in_both_verihubs_numberings():
+    whatsapp = products.product("verihubs", "whatsapp-message").codes
+    for table in (whatsapp, products.VERIHUBS_SMS_CODES):
+        failures = sorted((c, s) for c, s in table.items() if s in model.FAILURES)
+        assert [s.rank for _, s in failures] == sorted(s.rank for _, s in failures)
+
+
+def test_bits_of_stored_statuses_never_move():
+    # Message hashes in Redis hold these bits: a new status may only be appended.
+    assert [s.bit for s in Status][:12] == list(range(12))
+    assert Status.VERIFIED.bit == 11 and Status.UNDELIVERED.bit == 12
 
 
 def test_state_is_highest_precedence_and_failure_ties_go_to_highest_code():
@@ -52,7 +65,7 @@ def test_every_set_has_a_state_in_the_set_with_nothing_above_it():
     for seen in ALL_SETS[1:]:
         state = model.current_state(seen)
         assert state in seen
-        assert all(s.bit <= state.bit for s in seen)
+        assert all(s.rank <= state.rank for s in seen)
 
 
 def test_verihubs_code_tables():
@@ -86,7 +99,7 @@ def test_classification_of_every_status_against_every_set():
             outcome = model.classify(seen, status)
             if status in seen:
                 assert outcome == Outcome.DUPLICATE
-            elif seen and status.bit < model.current_state(seen).bit:
+            elif seen and status.rank < model.current_state(seen).rank:
                 assert outcome == Outcome.LATE
             else:
                 assert outcome == Outcome.NEW
@@ -94,8 +107,8 @@ def test_classification_of_every_status_against_every_set():
 
 
 def test_unknown_status_changes_nothing():
-    seen, effect = model.apply(frozenset({Status.SENT}), OTP, None)
-    assert seen == {Status.SENT}
+    message, effect = model.apply(Message(frozenset({Status.SENT})), OTP, None)
+    assert message.seen == {Status.SENT}
     assert effect.transition is None and effect.billable_delta == 0
 
 
@@ -105,8 +118,19 @@ def test_requested_then_failed_is_reversed():
     assert [e.transition for e in effects] == [("none", "requested"), ("requested", "failed")]
 
 
-callbacks = st.lists(st.sampled_from([*model.ORDER, None]), max_size=12)
-products = st.sampled_from([OTP, MSG])
+callbacks = st.lists(
+    st.tuples(st.sampled_from([*model.ORDER, None]), st.sampled_from([None, None, False, True])),
+    max_size=14,
+)
+all_products = st.sampled_from(list(products.PRODUCTS.values()))
+
+
+def run(prod, pairs):
+    message, effects = None, []
+    for status, hint in pairs:
+        message, effect = model.apply(message, prod, status, hint)
+        effects.append(effect)
+    return message or Message(), effects
 
 
 def converged(effects):
@@ -124,37 +148,60 @@ def per_callback(effects):
     return kinds.count(Outcome.DUPLICATE), kinds.count(Outcome.UNKNOWN)
 
 
-@given(products, callbacks, st.randoms())
-def test_any_permutation_and_duplication_converges(prod, statuses, rnd):
-    shuffled = statuses * 2
+@given(all_products, callbacks, st.randoms())
+def test_any_permutation_and_duplication_converges(prod, pairs, rnd):
+    shuffled = pairs * 2
     rnd.shuffle(shuffled)
-    seen_a, effects_a = replay(prod, statuses)
-    seen_b, effects_b = replay(prod, shuffled)
-    assert seen_a == seen_b
-    assert model.current_state(seen_a or ()) == model.current_state(seen_b or ())
+    message_a, effects_a = run(prod, pairs)
+    message_b, effects_b = run(prod, shuffled)
+    assert message_a == message_b
+    assert model.current_state(message_a.seen) == model.current_state(message_b.seen)
     assert converged(effects_a) == converged(effects_b)
 
 
-@given(products, callbacks, st.randoms())
-def test_a_permutation_counts_the_same_duplicates_and_unknowns(prod, statuses, rnd):
-    shuffled = list(statuses)
+@given(all_products, callbacks, st.randoms())
+def test_a_permutation_counts_the_same_duplicates_and_unknowns(prod, pairs, rnd):
+    shuffled = list(pairs)
     rnd.shuffle(shuffled)
-    assert per_callback(replay(prod, statuses)[1]) == per_callback(replay(prod, shuffled)[1])
+    assert per_callback(run(prod, pairs)[1]) == per_callback(run(prod, shuffled)[1])
 
 
-@given(products, callbacks)
-def test_net_billable_matches_the_final_state(prod, statuses):
-    seen, effects = replay(prod, statuses)
-    assert sum(e.billable_delta for e in effects) == int(prod.is_billable(seen or ()))
+@given(all_products, callbacks)
+def test_net_billable_matches_the_final_state(prod, pairs):
+    message, effects = run(prod, pairs)
+    assert sum(e.billable_delta for e in effects) == int(
+        prod.is_billable(message.seen, message.hints)
+    )
 
 
-@given(products, callbacks)
-def test_transitions_chain_from_none_to_the_final_state(prod, statuses):
-    seen, effects = replay(prod, statuses)
+@given(all_products, callbacks)
+def test_transitions_chain_from_none_to_the_final_state(prod, pairs):
+    message, effects = run(prod, pairs)
     chain = [e.transition for e in effects if e.transition]
-    state = model.current_state(seen or ())
+    state = model.current_state(message.seen)
     if state is None:
         assert chain == []
     else:
         assert chain[0][0] == "none" and chain[-1][1] == state.value
         assert all(a[1] == b[0] for a, b in itertools.pairwise(chain))
+
+
+def test_sms_otp_codes_and_billing():
+    assert SMS.status(1) == Status.DELIVERED and SMS.status(7) == Status.UNDELIVERED
+    assert SMS.status(8) == Status.NO_DELIVERY_REPORT and SMS.status(10) is None
+    assert not SMS.is_billable({Status.REQUESTED})
+    assert SMS.is_billable({Status.REQUESTED, Status.UNDELIVERED})
+    assert SMS.is_billable({Status.REQUESTED, Status.NO_DELIVERY_REPORT})
+    assert not SMS.is_billable({Status.REQUESTED, Status.NO_DELIVERY_REPORT, Status.FAILED})
+    assert SMS.is_billable({Status.FAILED, Status.UNVERIFIED})
+    assert model.is_conflict(frozenset({Status.UNDELIVERED, Status.DELIVERED}))
+
+
+def test_a_providers_billing_flag_decides_where_present():
+    assert not META.is_billable({Status.SENT})
+    assert META.is_billable({Status.DELIVERED})
+    assert not META.is_billable({Status.DELIVERED}, frozenset({False}))
+    assert META.is_billable({Status.SENT}, frozenset({True}))
+    assert META.is_billable({Status.FAILED}, frozenset({False, True}))
+    _, effects = replay(META, [Status.SENT, Status.DELIVERED], hints=[True, True])
+    assert [e.billable_delta for e in effects] == [1, 0]

@@ -63,9 +63,24 @@ def test_wrong_token_is_404_and_stores_nothing(client, redis):
     assert _counter(client, "otp_callbacks_rejected_total", reason="bad_token") == 1
 
 
+def test_sms_otp_uses_its_own_code_and_billing_tables(client, redis, settings):
+    sms = f"/callbacks/verihubs/sms-otp/{CALLBACK_TOKEN}"
+    for code in ("0", "7"):  # requested, then undelivered: charged for SMS
+        assert client.get(sms, params={"session_id": "sms-1", "status": code}).status_code == 200
+    client.get(sms, params={"session_id": "sms-2", "status": "0"})
+    client.get(sms, params={"session_id": "sms-2", "status": "4"})  # failed: free
+    run_jobs(redis, settings)
+    first = client.get("/messages/verihubs/sms-1", headers=ADMIN).json()
+    second = client.get("/messages/verihubs/sms-2", headers=ADMIN).json()
+    assert (first["state"], first["billable"]) == ("undelivered", True)
+    assert (second["state"], second["billable"]) == ("failed", False)
+    rows = client.get("/billing", headers=ADMIN).json()["days"]
+    assert [(r["product"], r["billable"]) for r in rows] == [("sms-otp", 1)]
+
+
 def test_unknown_product_is_404(client):
     response = client.get(
-        f"/callbacks/verihubs/sms-otp/{CALLBACK_TOKEN}", params={"session_id": "s", "status": "1"}
+        f"/callbacks/verihubs/voice-otp/{CALLBACK_TOKEN}", params={"session_id": "s", "status": "1"}
     )
     assert response.status_code == 404
     assert "unknown product" in response.json()["error"]

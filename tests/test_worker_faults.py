@@ -23,7 +23,7 @@ def test_killed_worker_job_is_retried_without_double_counting(
 ):
     rng = random.Random(7)
     ids = [f"k{i}" for i in range(2000)]
-    batch = [event(rng.choice(ids), rng.randrange(12), "whatsapp-otp") for _ in range(TOTAL)]
+    batch = [event(rng.choice(ids), rng.randrange(12)) for _ in range(TOTAL)]
     QueueWriter(redis, settings).write(batch, Counter())
 
     stack = Stack(redis_server.url, tmp_path, LOG_LEVEL="warning")

@@ -5,12 +5,15 @@
 -- KEYS: message hash, counters hash, billing hash, applied-events bitmap of the batch
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
 --       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
---       message ttl ms, applied-bitmap ttl ms, events in the batch
+--       message ttl ms, applied-bitmap ttl ms, events in the batch,
+--       the provider's billing flag (-1: none sent, 0: not billable, 1: billable)
 --
 -- Message hash fields: p product, m bitmask of statuses seen, f first callback ms,
 -- "<bit>" first-seen ms of that status, u<code> first-seen ms of an unknown code,
--- o latency stages already observed, d duplicates, l late arrivals.
+-- o latency stages already observed, d duplicates, l late arrivals,
+-- b billing flags seen (1: "not billable", 2: "billable").
 local NAMES = __NAMES__
+local RANK, BY_RANK = __RANK__, __BY_RANK__
 local FAIL, EVIDENCE, OUTCOMES, STARTS = __FAIL__, __EVIDENCE__, __OUTCOMES__, __STARTS__
 local CHARGED = __CHARGED__
 local STAGES = __STAGES__
@@ -29,7 +32,7 @@ if redis.call('SETBIT', applied, ARGV[8], 1) == 1 then
 end
 redis.call('PEXPIRE', applied, ARGV[10])
 
-local h = redis.call('HMGET', msg, 'p', 'm', 'f', 'o')
+local h = redis.call('HMGET', msg, 'p', 'm', 'f', 'o', 'b')
 local product = h[1] or ARGV[2]
 local lp = provider .. '|' .. product
 local charged = CHARGED[lp] or 0
@@ -42,9 +45,10 @@ local function has(m, b)
   return bit.band(m, bit.lshift(1, b)) ~= 0
 end
 
+-- The bit of the seen status with the highest precedence.
 local function top(m)
-  for b = #NAMES - 1, 0, -1 do
-    if has(m, b) then return b end
+  for r = #BY_RANK, 1, -1 do
+    if has(m, BY_RANK[r]) then return BY_RANK[r] end
   end
   return -1
 end
@@ -54,7 +58,9 @@ local function name(b)
   return NAMES[b + 1]
 end
 
-local function billable(m)
+-- The provider's own flag decides where it sent one: billable if any callback said so.
+local function billable(m, flags)
+  if flags ~= 0 then return bit.band(flags, 2) ~= 0 end
   local t = top(m)
   return t >= 0 and has(charged, t)
 end
@@ -109,6 +115,11 @@ if h[1] == false then
   redis.call('HSET', msg, 'p', product)
 end
 
+local old_flags = tonumber(h[5] or '0')
+local flags = old_flags
+local hint = tonumber(ARGV[12] or '-1')
+if hint >= 0 then flags = bit.bor(flags, hint == 1 and 2 or 1) end
+
 local outcome = 'new'
 local m = old
 if sbit < 0 then
@@ -116,13 +127,14 @@ if sbit < 0 then
   incr('unknown|' .. lp)
   redis.call('HSETNX', msg, 'u' .. code, ARGV[5])
 elseif has(old, sbit) then
-  -- A duplicate has no effect at all beyond being counted.
+  -- A duplicate changes no status and no time; only a billing flag it carries is kept
+  -- (flags form a set, so which copy arrives first does not matter).
+  outcome = 'duplicate'
   incr('duplicate|' .. lp)
   redis.call('HINCRBY', msg, 'd', 1)
-  redis.call('PEXPIRE', msg, ARGV[9])
-  return 'duplicate'
+  at = first
 else
-  if sbit < before then
+  if before >= 0 and RANK[sbit + 1] < RANK[before + 1] then
     outcome = 'late'
     incr('late|' .. lp)
     redis.call('HINCRBY', msg, 'l', 1)
@@ -143,7 +155,7 @@ end
 -- Billing: the message counts once, on the UTC day of its first callback, while its current
 -- state is a charged status. Apply the difference between before and after.
 local now_first = math.min(first, at)
-local was, is = billable(old), billable(m)
+local was, is = billable(old, old_flags), billable(m, flags)
 local old_day, new_day = math.floor(first / DAY_MS), math.floor(now_first / DAY_MS)
 if was and (not is or old_day ~= new_day) then
   redis.call('HINCRBY', billing, old_day .. '|' .. lp, -1)
@@ -165,5 +177,8 @@ if m ~= old then
   end
 end
 redis.call('HSET', msg, 'm', m, 'f', now_first)
+if flags ~= old_flags then
+  redis.call('HSET', msg, 'b', flags)
+end
 redis.call('PEXPIRE', msg, ARGV[9])
 return outcome

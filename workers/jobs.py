@@ -34,7 +34,7 @@ def bind(store: Store, retry_window: float = 30.0) -> None:
     _binding = Binding(store, retry_window)
 
 
-def apply_batch(events: list[tuple[str, str, str, int, int, int]]) -> dict[str, int]:
+def apply_batch(events: list[tuple[str, str, str, int, int, int, int]]) -> dict[str, int]:
     if _binding is None:
         raise RuntimeError("workers.jobs.bind() was not called: start the worker via its factory")
     job = get_current_job()

@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 
 class Status(StrEnum):
-    """Canonical statuses, declared in precedence order (lowest first).
+    """Canonical statuses.
 
-    The declaration order is also each status's bit in the Redis-held set: failures share a
-    precedence and are declared by ascending Verihubs code, so "ties among failures go to the
-    highest code" is simply "the highest bit wins".
+    The declaration order is each status's bit in the Redis-held set, so it is append-only:
+    messages already stored keep their meaning. Precedence is `PRECEDENCE` below.
     """
 
     REQUESTED = "requested"
@@ -34,10 +32,17 @@ class Status(StrEnum):
     READ = "read"
     UNVERIFIED = "unverified"
     VERIFIED = "verified"
+    # SMS: the carrier reported the message undelivered; or no delivery report ever came.
+    UNDELIVERED = "undelivered"
+    NO_DELIVERY_REPORT = "no_delivery_report"
 
     @property
     def bit(self) -> int:
         return ORDER.index(self)
+
+    @property
+    def rank(self) -> int:
+        return PRECEDENCE.index(self)
 
 
 class Kind(StrEnum):
@@ -56,6 +61,25 @@ class Outcome(StrEnum):
 
 
 ORDER: tuple[Status, ...] = tuple(Status)
+# Lowest first. Failures share one precedence level; among them the order is one total order
+# that keeps both Verihubs numberings' "highest code wins" (WhatsApp 6-11, SMS 4-7 and 9).
+# A missing delivery report says less than any failure, and more than "sent".
+PRECEDENCE: tuple[Status, ...] = (
+    Status.REQUESTED,
+    Status.SENT,
+    Status.NO_DELIVERY_REPORT,
+    Status.FAILED,
+    Status.REQUEST_ERROR,
+    Status.REJECTED,
+    Status.UNDELIVERED,
+    Status.BLOCKED,
+    Status.TIER_LIMIT_EXCEEDED,
+    Status.INVALID_DATA,
+    Status.DELIVERED,
+    Status.READ,
+    Status.UNVERIFIED,
+    Status.VERIFIED,
+)
 NO_STATE = "none"
 
 FAILURES = frozenset(
@@ -66,6 +90,7 @@ FAILURES = frozenset(
         Status.BLOCKED,
         Status.TIER_LIMIT_EXCEEDED,
         Status.INVALID_DATA,
+        Status.UNDELIVERED,
     }
 )
 # A verified OTP proves the code arrived, so it is delivery evidence too.
@@ -87,7 +112,7 @@ def kind(status: Status) -> Kind:
 
 
 def current_state(seen: Iterable[Status]) -> Status | None:
-    return max(seen, key=ORDER.index, default=None)
+    return max(seen, key=PRECEDENCE.index, default=None)
 
 
 def is_conflict(seen: frozenset[Status]) -> bool:
@@ -115,57 +140,20 @@ class Product:
     def status(self, code: int) -> Status | None:
         return self.codes.get(code)
 
-    def is_billable(self, seen: Iterable[Status]) -> bool:
+    def is_billable(self, seen: Iterable[Status], hints: frozenset[bool] = frozenset()) -> bool:
+        """The provider's own per-message billing flag decides where it sent one (Meta's
+        `pricing.billable`): billable if any callback said so. Else the status table does."""
+        if hints:
+            return True in hints
         return current_state(seen) in self.charged
 
 
-VERIHUBS_WHATSAPP_CODES: Mapping[int, Status] = {
-    0: Status.REQUESTED,
-    1: Status.SENT,
-    2: Status.DELIVERED,
-    3: Status.READ,
-    4: Status.VERIFIED,
-    5: Status.UNVERIFIED,
-    6: Status.FAILED,
-    7: Status.REQUEST_ERROR,
-    8: Status.REJECTED,
-    9: Status.BLOCKED,
-    10: Status.TIER_LIMIT_EXCEEDED,
-    11: Status.INVALID_DATA,
-}
+@dataclass(frozen=True)
+class Message:
+    """What is kept of a message: the set of statuses and the set of billing flags seen."""
 
-
-def _subset(codes: Iterable[int]) -> dict[int, Status]:
-    return {c: VERIHUBS_WHATSAPP_CODES[c] for c in codes}
-
-
-def _charged(codes: Iterable[int]) -> frozenset[Status]:
-    return frozenset(VERIHUBS_WHATSAPP_CODES[c] for c in codes)
-
-
-PRODUCTS: Mapping[tuple[str, str], Product] = {
-    ("verihubs", "whatsapp-otp"): Product(
-        "verihubs", "whatsapp-otp", _subset(range(11)), _charged(range(6))
-    ),
-    ("verihubs", "whatsapp-message"): Product(
-        "verihubs",
-        "whatsapp-message",
-        _subset([0, 1, 2, 3, 6, 7, 8, 9, 10, 11]),
-        _charged(range(4)),
-    ),
-}
-
-
-def product(provider: str, name: str) -> Product | None:
-    return PRODUCTS.get((provider, name))
-
-
-@cache
-def status_bit(provider: str, name: str, code: int) -> int:
-    """The status's bit for the Lua script; -1 for a code the product does not know."""
-    prod = product(provider, name)
-    status = prod.status(code) if prod else None
-    return -1 if status is None else status.bit
+    seen: frozenset[Status] = frozenset()
+    hints: frozenset[bool] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -192,23 +180,28 @@ def classify(seen: frozenset[Status], status: Status | None) -> Outcome:
     if status in seen:
         return Outcome.DUPLICATE
     state = current_state(seen)
-    if state is not None and status.bit < state.bit:
+    if state is not None and status.rank < state.rank:
         return Outcome.LATE
     return Outcome.NEW
 
 
 def apply(
-    seen: frozenset[Status] | None, prod: Product, status: Status | None
-) -> tuple[frozenset[Status], Effect]:
-    """Apply one callback to a message's seen set (None: the message is not known yet)."""
-    before = frozenset() if seen is None else seen
-    after = before if status is None else before | {status}
+    message: Message | None, prod: Product, status: Status | None, hint: bool | None = None
+) -> tuple[Message, Effect]:
+    """Apply one callback (None: the message is not known yet). Both sets only grow, so any
+    order and any repetition of the same callbacks ends in the same Message."""
+    before = message or Message()
+    after = Message(
+        before.seen if status is None else before.seen | {status},
+        before.hints if hint is None else before.hints | {hint},
+    )
     effect = Effect(
-        outcome=classify(before, status),
-        started=seen is None,
-        before=current_state(before),
-        after=current_state(after),
-        conflict=is_conflict(after) and not is_conflict(before),
-        billable_delta=int(prod.is_billable(after)) - int(prod.is_billable(before)),
+        outcome=classify(before.seen, status),
+        started=message is None,
+        before=current_state(before.seen),
+        after=current_state(after.seen),
+        conflict=is_conflict(after.seen) and not is_conflict(before.seen),
+        billable_delta=int(prod.is_billable(after.seen, after.hints))
+        - int(prod.is_billable(before.seen, before.hints)),
     )
     return after, effect

@@ -7,7 +7,7 @@ from functools import cache
 from importlib.resources import files
 
 from core import counters
-from workers import model
+from workers import model, products
 
 
 def _lua_list(items: Iterable[object]) -> str:
@@ -27,10 +27,13 @@ def _ms(bounds: Iterable[float]) -> str:
 
 
 def constants() -> dict[str, str]:
-    charged = {f"{p.provider}|{p.name}": model.mask(p.charged) for p in model.PRODUCTS.values()}
+    charged = {f"{p.provider}|{p.name}": model.mask(p.charged) for p in products.PRODUCTS.values()}
     stages = [(counters.LATENCIES[s].key, end.bit) for s, end in model.LATENCY_ENDS.items()]
     return {
         "__NAMES__": _lua_list(s.value for s in model.ORDER),
+        # Lua tables are 1-based: RANK[bit + 1] is the status's precedence.
+        "__RANK__": _lua_list(s.rank for s in model.ORDER),
+        "__BY_RANK__": _lua_list(s.bit for s in model.PRECEDENCE),
         "__FAIL__": str(model.mask(model.FAILURES)),
         "__EVIDENCE__": str(model.mask(model.DELIVERY_EVIDENCE)),
         "__OUTCOMES__": str(model.mask(model.OUTCOMES)),

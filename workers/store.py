@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 from core import keys
 from core.events import Event
-from workers import model, script
+from workers import model, products, script
 
 EPOCH = date(1970, 1, 1)
 # Bounds the memory of one round trip when a large batch is replayed.
@@ -124,7 +124,7 @@ class Store:
                 applied,
                 e.provider,
                 e.product,
-                model.status_bit(e.provider, e.product, e.code),
+                products.status_bit(e.provider, e.product, e.code),
                 e.code,
                 e.at_ms,
                 e.received_ms,
@@ -133,6 +133,7 @@ class Store:
                 self.message_ttl_ms,
                 self.applied_ttl_ms,
                 len(events),
+                e.billable,
             )
 
     def message(self, provider: str, message_id: str) -> MessageView | None:
@@ -163,7 +164,9 @@ def _billing_row(field_name: str, count: int) -> BillingRow:
 
 def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> MessageView:
     seen = model.from_mask(int(raw.get("m", "0")))
-    prod = model.product(provider, raw["p"])
+    flags = int(raw.get("b", "0"))
+    hints = frozenset(h for h, b in ((False, 1), (True, 2)) if flags & b)
+    prod = products.product(provider, raw["p"])
     state = model.current_state(seen)
     anomalies = {"duplicates": int(raw.get("d", 0)), "late": int(raw.get("l", 0))}
     anomalies["conflict"] = int(model.is_conflict(seen))
@@ -172,7 +175,7 @@ def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> Messag
         message_id=message_id,
         product=raw["p"],
         state=state.value if state else model.NO_STATE,
-        billable=bool(prod and prod.is_billable(seen)),
+        billable=bool(prod and prod.is_billable(seen, hints)),
         first_seen=iso(int(raw["f"])),
         statuses=_seen(raw, seen),
         unknown=_unknown(raw),

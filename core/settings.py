@@ -14,6 +14,11 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 DAY = 24 * 3600
+PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,15 @@ class Settings:
     redis_timeout: float
     maintenance_interval: int
     log_level: str
+    telnyx_public_key: Secret | None
+    telnyx_tolerance: int
+    meta_app_secret: Secret | None
+    meta_verify_token: Secret | None
+    twilio_auth_token: Secret | None
+    public_url: str | None
+    trusted_proxies: tuple[str, ...]
+    allowed_networks: Mapping[str, tuple[str, ...]]
+    max_json_depth: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,13 +64,25 @@ class Settings:
             failed_job_ttl=config("FAILED_JOB_TTL", cast=int, default=7 * DAY),
             job_timeout=config("JOB_TIMEOUT", cast=int, default=60),
             job_retries=config("JOB_RETRIES", cast=int, default=3),
-            max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=16 * 1024),
+            max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
             max_batch=config("MAX_BATCH", cast=int, default=256),
             max_backlog=config("MAX_BACKLOG", cast=int, default=50_000),
             retry_after=config("RETRY_AFTER", cast=int, default=5),
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=2.0),
             maintenance_interval=config("WORKER_MAINTENANCE_INTERVAL", cast=int, default=60),
             log_level=config("LOG_LEVEL", default="info"),
+            telnyx_public_key=config("TELNYX_PUBLIC_KEY", cast=Secret, default=None),
+            telnyx_tolerance=config("TELNYX_TOLERANCE", cast=int, default=300),
+            meta_app_secret=config("META_APP_SECRET", cast=Secret, default=None),
+            meta_verify_token=config("META_VERIFY_TOKEN", cast=Secret, default=None),
+            twilio_auth_token=config("TWILIO_AUTH_TOKEN", cast=Secret, default=None),
+            public_url=config("PUBLIC_URL", default=None),
+            trusted_proxies=config("TRUSTED_PROXIES", cast=_list, default=""),
+            allowed_networks={
+                p: config(f"{p.upper()}_ALLOWED_NETWORKS", cast=_list, default="")
+                for p in PROVIDERS
+            },
+            max_json_depth=config("MAX_JSON_DEPTH", cast=int, default=32),
         )
 
     @property

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core import counters, logs
 from core.redis import connect
@@ -34,7 +35,12 @@ def routes() -> list[Route]:
             callbacks.verihubs_callback,
             methods=["GET", "POST"],
         ),
-        Route("/messages/{provider}/{message_id}", admin.message),
+        Route("/callbacks/telnyx", callbacks.telnyx_callback, methods=["POST"]),
+        Route("/callbacks/meta", callbacks.meta_subscribe, methods=["GET"]),
+        Route("/callbacks/meta", callbacks.meta_callback, methods=["POST"]),
+        Route("/callbacks/twilio", callbacks.twilio_callback, methods=["POST"]),
+        Route("/messages/{provider}/{message_id:path}", admin.message),
+        Route("/openapi.json", ops.openapi_document),
         Route("/billing", admin.billing),
         Route("/metrics", ops.metrics),
         Route("/healthz", ops.healthz),
@@ -52,13 +58,17 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect(settings)
         app.state.ctx = Context.build(settings, redis, registry or CollectorRegistry())
-        _warn_if_open(settings)
+        _warn_if_open(app.state.ctx)
         yield
         redis.close()
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestLog)],
+        middleware=[
+            # The client address from X-Forwarded-For, only when the peer is a trusted proxy.
+            Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
+            Middleware(RequestLog),
+        ],
         exception_handlers={
             Rejected: rejected,
             RedisError: redis_error,
@@ -69,11 +79,12 @@ def create_app(
     )
 
 
-def _warn_if_open(settings: Settings) -> None:
-    if settings.callback_token is None and settings.allow_unauthenticated_callbacks:
-        log.warning("callbacks accept any token: ALLOW_UNAUTHENTICATED_CALLBACKS is set")
-    elif settings.callback_token is None:
-        log.warning("callbacks are closed: CALLBACK_TOKEN is not set")
+def _warn_if_open(ctx: Context) -> None:
+    for provider in ctx.credentials.missing():
+        if ctx.credentials.allow_unauthenticated:
+            log.warning("callbacks are NOT authenticated", provider=provider)
+        else:
+            log.info("callbacks closed: no secret configured", provider=provider)
 
 
 async def rejected(request: Request, exc: Exception) -> Response:

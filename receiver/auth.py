@@ -1,4 +1,4 @@
-"""Secret checks: constant-time, and closed when the secret is not configured."""
+"""The admin token check: constant-time, and closed when the token is not configured."""
 
 from __future__ import annotations
 
@@ -8,15 +8,6 @@ from starlette.datastructures import Secret
 from starlette.requests import Request
 
 from receiver.errors import Rejected
-
-
-def check_path_token(token: str, expected: Secret | None, allow_unauthenticated: bool) -> None:
-    if expected is None:
-        if allow_unauthenticated:
-            return
-        raise Rejected("callbacks_closed", "not found", 404)
-    if not hmac.compare_digest(token.encode(), str(expected).encode()):
-        raise Rejected("bad_token", "not found", 404)
 
 
 def check_admin(request: Request, expected: Secret | None) -> None:

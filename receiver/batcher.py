@@ -20,7 +20,9 @@ from receiver.errors import Unavailable
 
 log = structlog.get_logger("receiver")
 BACKLOG_PROBE_SECONDS = 1.0
-Pending = list[tuple[Event | None, "asyncio.Future[None]"]]
+# Each caller's events (all of one request: Meta sends many statuses in one POST) and the
+# future that answers it; no events stands for a counter-only write (a refusal being counted).
+Pending = list[tuple[list[Event], "asyncio.Future[None]"]]
 
 
 class Writer(Protocol):
@@ -35,22 +37,21 @@ class GroupCommit:
         self.max_batch = max_batch
         self.max_backlog = max_backlog
         self.backlog = 0
-        # None stands for a counter-only write (a refusal being counted).
         self._pending: Pending = []
         self._counts: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
         self._measured_at = 0.0
 
-    async def submit(self, event: Event) -> None:
-        """Return once the event is durably queued; raise Unavailable if it was not stored."""
+    async def submit(self, events: list[Event]) -> None:
+        """Return once the events are durably queued; raise Unavailable if they were not."""
         self._check_backlog()
-        await self._commit(event)
+        await self._commit(events)
 
     async def count(self, field: str) -> None:
         """Count a refusal; while Redis is away the increment waits in memory for a later write."""
         self._counts[field] += 1
         with contextlib.suppress(Unavailable):
-            await self._commit(None)
+            await self._commit([])
 
     def _check_backlog(self) -> None:
         if self.backlog < self.max_backlog:
@@ -61,9 +62,9 @@ class GroupCommit:
             raise Unavailable("backlog_full", "the processing backlog is full, retry later")
         self._measured_at = now
 
-    async def _commit(self, event: Event | None) -> None:
+    async def _commit(self, events: list[Event]) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
+        self._pending.append((events, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         await future
@@ -76,7 +77,7 @@ class GroupCommit:
             await self._write(batch, counts)
 
     async def _write(self, batch: Pending, counts: Counter[str]) -> None:
-        events = [e for e, _ in batch if e is not None]
+        events = [e for caller, _ in batch for e in caller]
         try:
             self.backlog = await asyncio.to_thread(self.writer.write, events, counts)
             self._measured_at = time.monotonic()

@@ -38,6 +38,7 @@ def form_fields(body: bytes, content_type: str) -> dict[str, str]:
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
-        return dict(parse_qsl(text, max_num_fields=32))
+        # Blank values are kept: Twilio signs them too.
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=100))
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise Rejected("invalid_body", "request body is not valid JSON or form data") from exc

@@ -1,33 +1,101 @@
-"""Provider callback endpoints: authenticate, parse, group-commit, answer."""
+"""Provider callback endpoints: source check, authenticate, parse, group-commit, answer.
+
+Nothing is parsed before the request is authenticated; the provider modules hold the
+protocol logic (sans I/O), these functions only do the I/O around them.
+"""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+import hmac
+import time
 
-from receiver import auth, body, verihubs
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from core.events import Event
+from receiver import body
 from receiver.context import Context
+from receiver.errors import Rejected
 from receiver.http_metrics import annotate
+from receiver.providers import fields, meta, telnyx, twilio, verihubs
 from workers.store import now_ms
 
 
-async def verihubs_callback(request: Request) -> JSONResponse:
+def _context(request: Request, provider: str) -> Context:
     ctx: Context = request.app.state.ctx
-    params = request.path_params
-    auth.check_path_token(
-        params["token"], ctx.settings.callback_token, ctx.settings.allow_unauthenticated_callbacks
-    )
-    fields = dict(request.query_params)
+    annotate(request.scope, provider=provider)
+    ctx.sources.check(provider, request.client.host if request.client else None)
+    return ctx
+
+
+async def verihubs_callback(request: Request) -> JSONResponse:
+    ctx = _context(request, verihubs.PROVIDER)
+    token = ctx.credentials.required(ctx.credentials.callback_token)
+    if token is not None and not hmac.compare_digest(
+        request.path_params["token"].encode(), str(token).encode()
+    ):
+        raise Rejected("bad_token", "not found", 404)
+    product = request.path_params["product"]
+    verihubs.check_product(product)
+    params = dict(request.query_params)
     if request.method == "POST":
         raw = await body.read(request, ctx.settings.max_body_bytes)
-        fields = {**body.form_fields(raw, request.headers.get("content-type", "")), **fields}
-    event = verihubs.parse(params["product"], fields, now_ms())
-    annotate(
-        request.scope,
-        provider=event.provider,
-        product=event.product,
-        message_id=event.message_id,
-        code=event.code,
-    )
-    await ctx.batcher.submit(event)
-    return JSONResponse({"status": "accepted"})
+        params = {**body.form_fields(raw, request.headers.get("content-type", "")), **params}
+    return await _accept(request, [verihubs.parse(product, params, now_ms())])
+
+
+async def telnyx_callback(request: Request) -> JSONResponse:
+    ctx = _context(request, telnyx.PROVIDER)
+    key = ctx.credentials.required(ctx.credentials.telnyx_key)
+    raw = await body.read(request, ctx.settings.max_body_bytes)
+    if key is not None:
+        telnyx.verify(key, raw, request.headers, time.time(), ctx.settings.telnyx_tolerance)
+    data = fields.json_object(raw, ctx.settings.max_json_depth)
+    return await _accept(request, [telnyx.parse(data, now_ms())])
+
+
+async def meta_subscribe(request: Request) -> PlainTextResponse:
+    ctx = _context(request, meta.PROVIDER)
+    token = ctx.credentials.required(ctx.credentials.meta_verify_token)
+    if token is None:
+        raise Rejected("callbacks_closed", "not found", 404)  # nothing to verify against
+    return PlainTextResponse(meta.handshake(request.query_params, str(token)))
+
+
+async def meta_callback(request: Request) -> JSONResponse:
+    ctx = _context(request, meta.PROVIDER)
+    secret = ctx.credentials.required(ctx.credentials.meta_secret)
+    raw = await body.read(request, ctx.settings.max_body_bytes)
+    if secret is not None:
+        meta.verify(str(secret), raw, request.headers)
+    data = fields.json_object(raw, ctx.settings.max_json_depth)
+    return await _accept(request, meta.parse(data, now_ms()))
+
+
+async def twilio_callback(request: Request) -> JSONResponse:
+    ctx = _context(request, twilio.PROVIDER)
+    validator = ctx.credentials.required(ctx.credentials.twilio)
+    raw = await body.read(request, ctx.settings.max_body_bytes)
+    form = body.form_fields(raw, "application/x-www-form-urlencoded")
+    if validator is not None:
+        twilio.verify(validator, _public_url(request, ctx), form, request.headers)
+    return await _accept(request, [twilio.parse(form, now_ms())])
+
+
+def _public_url(request: Request, ctx: Context) -> str:
+    """The URL Twilio called: behind a proxy only configuration knows it."""
+    if ctx.settings.public_url is None:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return ctx.settings.public_url.rstrip("/") + request.url.path + query
+
+
+async def _accept(request: Request, events: list[Event]) -> JSONResponse:
+    if len(events) == 1:
+        e = events[0]
+        annotate(request.scope, product=e.product, message_id=e.message_id, code=e.code)
+    else:
+        annotate(request.scope, events=len(events))
+    if events:
+        await request.app.state.ctx.batcher.submit(events)
+    return JSONResponse({"status": "accepted", "events": len(events)})

@@ -11,6 +11,7 @@ from rq import Queue
 from core.settings import Settings
 from receiver.batcher import GroupCommit
 from receiver.collector import RedisCollector
+from receiver.credentials import Credentials, Sources
 from receiver.http_metrics import HttpMetrics
 from receiver.queue_writer import QueueWriter
 from workers.store import Store
@@ -24,6 +25,8 @@ class Context:
     batcher: GroupCommit
     registry: CollectorRegistry
     http: HttpMetrics
+    credentials: Credentials
+    sources: Sources
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
@@ -37,4 +40,6 @@ class Context:
             batcher=GroupCommit(writer, settings.max_batch, settings.max_backlog),
             registry=registry,
             http=HttpMetrics(registry),
+            credentials=Credentials.from_settings(settings),
+            sources=Sources(settings.allowed_networks),
         )

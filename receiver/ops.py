@@ -7,6 +7,7 @@ from redis import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver import openapi
 from receiver.context import Context
 from receiver.errors import Unavailable
 
@@ -27,3 +28,7 @@ def readyz(request: Request) -> JSONResponse:
 def metrics(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_document(request: Request) -> JSONResponse:
+    return JSONResponse(openapi.document())

@@ -92,12 +92,14 @@ def test_callbacks_are_closed_without_a_token(redis, redis_server):
         assert client.get(OTP, params={"session_id": "s", "status": "1"}).status_code == 404
 
 
-def test_body_over_the_limit_is_413(client, redis):
-    response = client.post(
-        OTP,
-        content=b"session_id=s&status=1&pad=" + b"x" * 20_000,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
+def test_body_over_the_limit_is_413(redis, redis_server, store):
+    settings = make_settings(redis_server.url, MAX_BODY_BYTES="16384")
+    with TestClient(create_app(settings, CollectorRegistry())) as client:
+        response = client.post(
+            OTP,
+            content=b"session_id=s&status=1&pad=" + b"x" * 20_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
     assert response.status_code == 413
     assert redis.llen("rq:queue:otp-callbacks") == 0
 

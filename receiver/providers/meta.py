@@ -1,0 +1,90 @@
+"""Meta WhatsApp Cloud API status webhooks, sans I/O.
+
+`GET` is the subscription handshake; `POST` bodies are signed with `X-Hub-Signature-256`
+(`sha256=` + hex HMAC-SHA256 of the raw body with the app secret) and may carry many
+statuses: entry[].changes[].value.statuses[], each keyed by its `wamid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from core.events import Event
+from receiver.errors import Rejected
+from receiver.providers import fields
+from workers import products
+from workers.model import Status
+
+PROVIDER = "meta"
+PRODUCT = "whatsapp"
+SIGNATURE = "x-hub-signature-256"
+MAX_CHALLENGE = 128
+C = products.CODE_OF
+STATUS_CODES: Mapping[str, int] = {
+    "sent": C[Status.SENT],
+    "delivered": C[Status.DELIVERED],
+    "read": C[Status.READ],
+    "failed": C[Status.FAILED],
+}
+
+
+def handshake(params: Mapping[str, str], verify_token: str) -> str:
+    """The challenge to echo when Meta subscribes with our verify token."""
+    given = params.get("hub.verify_token", "")
+    if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+        given.encode(), verify_token.encode()
+    ):
+        raise Rejected("bad_verify_token", "verification failed", 403)
+    challenge = params.get("hub.challenge", "")
+    if not challenge.isalnum() or len(challenge) > MAX_CHALLENGE:
+        raise Rejected("invalid_challenge", "hub.challenge must be alphanumeric")
+    return challenge
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
+    header = headers.get(SIGNATURE)
+    if not header:
+        raise Rejected("missing_signature", "X-Hub-Signature-256 is required", 401)
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(header.strip().encode(), expected.encode()):
+        raise Rejected("bad_signature", "signature does not match", 401)
+
+
+def parse(data: Mapping[str, Any], received_ms: int) -> list[Event]:
+    """Every status in the notification; other changes (inbound messages) carry none."""
+    return [_event(status, received_ms) for status in _statuses(data)]
+
+
+def _statuses(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for entry in _objects(data.get("entry")):
+        for change in _objects(entry.get("changes")):
+            yield from _objects(fields.get(change, "value.statuses"))
+
+
+def _objects(value: object) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise Rejected("invalid_payload", "entry, changes and statuses must be lists of objects")
+    return value
+
+
+def _event(status: Mapping[str, Any], received_ms: int) -> Event:
+    wamid = fields.message_id(status.get("id"), "statuses.id")
+    name = fields.status_name(status.get("status"), "statuses.status")
+    code = STATUS_CODES.get(name, products.UNKNOWN_CODE)
+    at = _unix_ms(status.get("timestamp"), received_ms)
+    return Event(PROVIDER, PRODUCT, wamid, code, at, received_ms, _billable(status))
+
+
+def _unix_ms(value: object, default: int) -> int:
+    text = str(value) if isinstance(value, str | int) else ""
+    return int(text) * 1000 if text.isdigit() and len(text) <= 12 else default
+
+
+def _billable(status: Mapping[str, Any]) -> int:
+    flag = fields.get(status, "pricing.billable")
+    return int(flag) if isinstance(flag, bool) else -1

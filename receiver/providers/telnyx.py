@@ -1,0 +1,77 @@
+"""Telnyx Verify webhooks, sans I/O: signature check and payload parsing.
+
+Telnyx signs `"{telnyx-timestamp}|{raw body}"` with Ed25519 and sends the signature, base64,
+in `telnyx-signature-ed25519`. The verification id (`data.payload.id`) is the message id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from core.events import Event
+from receiver.errors import Rejected
+from receiver.providers import fields
+from workers import products
+from workers.model import Status
+
+PROVIDER = "telnyx"
+SIGNATURE = "telnyx-signature-ed25519"
+TIMESTAMP = "telnyx-timestamp"
+C = products.CODE_OF
+EVENT_CODES: Mapping[str, int] = {
+    "verify.sent": C[Status.SENT],
+    "verify.delivered": C[Status.DELIVERED],
+    "verify.failed": C[Status.FAILED],
+}
+# A completed verification counts as verified only when the code was accepted.
+COMPLETED = frozenset({"verification.complete", "verify.completed"})
+
+
+def public_key(encoded: str) -> VerifyKey:
+    """The account's public key (base64) as configured; a bad one stops start-up."""
+    try:
+        return VerifyKey(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("TELNYX_PUBLIC_KEY must be a base64 Ed25519 public key") from exc
+
+
+def verify(
+    key: VerifyKey, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
+) -> None:
+    signature, timestamp = headers.get(SIGNATURE), headers.get(TIMESTAMP)
+    if not signature or not timestamp:
+        raise Rejected("missing_signature", "telnyx signature headers are required", 401)
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise Rejected("bad_signature", "telnyx-timestamp is not a unix time", 401)
+    if abs(now - int(timestamp)) > tolerance:
+        raise Rejected("stale_timestamp", f"timestamp is more than {tolerance} s off", 401)
+    try:
+        key.verify(timestamp.encode() + b"|" + body, base64.b64decode(signature, validate=True))
+    except (BadSignatureError, binascii.Error, ValueError) as exc:
+        raise Rejected("bad_signature", "signature does not match", 401) from exc
+
+
+def parse(data: Mapping[str, Any], received_ms: int) -> Event:
+    event_type = fields.status_name(fields.get(data, "data.event_type"), "data.event_type")
+    verification = fields.message_id(fields.get(data, "data.payload.id"), "data.payload.id")
+    at = fields.iso_ms(fields.get(data, "data.occurred_at"), received_ms)
+    return Event(PROVIDER, channel(data), verification, code(event_type, data), at, received_ms)
+
+
+def channel(data: Mapping[str, Any]) -> str:
+    kind = fields.get(data, "data.payload.type")
+    kind = kind.lower() if isinstance(kind, str) else ""
+    return kind if kind in products.TELNYX_CHANNELS else "other"
+
+
+def code(event_type: str, data: Mapping[str, Any]) -> int:
+    if event_type in COMPLETED:
+        accepted = fields.get(data, "data.payload.status") == "accepted"
+        return C[Status.VERIFIED] if accepted else products.UNKNOWN_CODE
+    return EVENT_CODES.get(event_type, products.UNKNOWN_CODE)

@@ -14,6 +14,8 @@ from core.embedded import RedisServer, answers
 VAR = Path("var")
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 EMBEDDED_PORT = 6390
+# Providers that sign their callbacks, and the secret each endpoint needs to open.
+SIGNED = {"telnyx": "TELNYX_PUBLIC_KEY", "meta": "META_APP_SECRET", "twilio": "TWILIO_AUTH_TOKEN"}
 
 
 def redis_url(env: dict[str, str]) -> tuple[str, RedisServer | None]:
@@ -51,8 +53,11 @@ def main() -> int:
     port = env.setdefault("PORT", "8000")
     base = f"http://127.0.0.1:{port}"
     print(f"redis:        {url}{' (embedded, data in var/redis)' if embedded else ''}")
-    print(f"callback URL: {base}/callbacks/verihubs/whatsapp-otp/{env['CALLBACK_TOKEN']}")
-    print(f"              {base}/callbacks/verihubs/whatsapp-message/{env['CALLBACK_TOKEN']}")
+    for product in ("whatsapp-otp", "whatsapp-message", "sms-otp"):
+        print(f"callback URL: {base}/callbacks/verihubs/{product}/{env['CALLBACK_TOKEN']}")
+    for provider, secret in SIGNED.items():
+        state = "" if env.get(secret) else f"  (closed until {secret} is set)"
+        print(f"callback URL: {base}/callbacks/{provider}{state}")
     print(f"metrics:      {base}/metrics")
     print(f"admin token:  {env['ADMIN_TOKEN']}  (Authorization: Bearer ...)", flush=True)
     manager = Manager()

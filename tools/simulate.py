@@ -1,4 +1,4 @@
-"""A simulator of Verihubs WhatsApp callbacks: realistic lifecycles, mixed outcomes,
+"""A simulator of Verihubs WhatsApp and SMS OTP callbacks: realistic lifecycles, mixed outcomes,
 duplicates, reordering, unknown codes and a few malformed requests.
 
     python -m tools.simulate --url http://127.0.0.1:8000 --token "$(cat var/callback_token)"
@@ -38,6 +38,23 @@ MESSAGE_LIFECYCLES = [
     (5, [0, 11]),
     (5, [0, 1]),
 ]
+SMS_LIFECYCLES = [  # Verihubs SMS OTP numbering
+    (50, [0, 1, 2]),  # delivered, verified
+    (15, [0, 1, 3]),  # delivered, not verified
+    (10, [0, 1]),
+    (8, [0, 7]),  # undelivered
+    (7, [0, 8]),  # no delivery report
+    (5, [0, 4]),  # failed
+    (5, [0, 9]),  # blocked
+]
+TABLES = {
+    "whatsapp-otp": OTP_LIFECYCLES,
+    "whatsapp-message": MESSAGE_LIFECYCLES,
+    "sms-otp": SMS_LIFECYCLES,
+}
+PRODUCT_SHARES = {"whatsapp-otp": 60, "whatsapp-message": 25, "sms-otp": 15}
+# Seconds from the previous callback, by WhatsApp code; SMS steps take DEFAULT_STEP.
+DEFAULT_STEP = (0.5, 4.0)
 STEP_SECONDS = {1: (0.2, 1.0), 2: (0.5, 4.0), 3: (1.0, 10.0), 4: (3.0, 20.0), 5: (20.0, 40.0)}
 
 
@@ -61,12 +78,13 @@ class Simulator:
     _queue: list[Callback] = field(default_factory=list)
 
     def plan_message(self, now: float) -> None:
-        product = "whatsapp-otp" if self.rng.random() < 0.7 else "whatsapp-message"
-        table = OTP_LIFECYCLES if product == "whatsapp-otp" else MESSAGE_LIFECYCLES
+        product = self.rng.choices(list(PRODUCT_SHARES), weights=PRODUCT_SHARES.values())[0]
+        table = TABLES[product]
         codes = self.rng.choices([c for _, c in table], weights=[w for w, _ in table])[0]
+        steps = {} if product == "sms-otp" else STEP_SECONDS
         session, at = str(uuid.uuid4()), now
         for code in codes:
-            low, high = STEP_SECONDS.get(code, (0.2, 2.0))
+            low, high = steps.get(code, DEFAULT_STEP)
             at += self.rng.uniform(low, high) / self.speed if code else 0
             self._schedule(product, {"session_id": session, "status": str(code)}, at)
         if self.rng.random() < 0.01:

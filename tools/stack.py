@@ -38,7 +38,8 @@ class Stack:
 
     def start_web(self) -> None:
         args = [str(BIN / "uvicorn"), "--factory", "receiver.app:create_app", "--port",
-                str(self.port), "--no-access-log", "--no-proxy-headers", "--log-level", "warning"]  # fmt: skip
+                str(self.port), "--no-access-log", "--no-proxy-headers",
+                "--log-level", "warning"]  # fmt: skip
         self.web = self._spawn("web", args)
         wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
 

@@ -101,8 +101,16 @@ async def redis_error(request: Request, exc: Exception) -> Response:
     return await rejected(request, Unavailable("redis_unavailable", "storage is unavailable"))
 
 
+# Routing refusals under /callbacks/ are counted like every other refused callback.
+ROUTING_REASONS = {404: "no_such_endpoint", 405: "method_not_allowed"}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if request.url.path.startswith(CALLBACK_ROUTES):
+        reason = ROUTING_REASONS.get(exc.status_code, "http_error")
+        await request.app.state.ctx.batcher.count(counters.REJECTED.field(reason))
+        annotate(request.scope, reason=reason)
     return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
 

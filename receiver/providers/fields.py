@@ -82,12 +82,34 @@ def get(data: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def iso_ms(value: object, default: int) -> int:
-    """Milliseconds of an ISO 8601 time; `default` when it is absent or unreadable."""
+# A provider's clock is believed within these bounds of our receipt time; a time outside
+# them (a bug, a replay from long ago) would put the message on a wrong billing day.
+MAX_AGE_MS = 30 * 86_400_000
+MAX_AHEAD_MS = 3_600_000
+
+
+def plausible(at_ms: int, received_ms: int) -> int:
+    """The provider's time, or our receipt time where the provider's is implausible."""
+    if received_ms - MAX_AGE_MS <= at_ms <= received_ms + MAX_AHEAD_MS:
+        return at_ms
+    return received_ms
+
+
+def iso_ms(value: object, received_ms: int) -> int:
+    """Milliseconds of an ISO 8601 time with a zone; receipt time when absent or unreadable."""
     if not isinstance(value, str) or len(value) > 64:
-        return default
+        return received_ms
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        return default
-    return int(moment.timestamp() * 1000) if moment.tzinfo else default
+        at = int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        return received_ms
+    return plausible(at, received_ms) if moment.tzinfo else received_ms
+
+
+def unix_ms(value: object, received_ms: int) -> int:
+    """Milliseconds of a unix time in seconds (a string or a number of up to 12 digits)."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not text.isdigit() or len(text) > 12:
+        return received_ms
+    return plausible(int(text) * 1000, received_ms)

@@ -76,13 +76,8 @@ def _event(status: Mapping[str, Any], received_ms: int) -> Event:
     wamid = fields.message_id(status.get("id"), "statuses.id")
     name = fields.status_name(status.get("status"), "statuses.status")
     code = STATUS_CODES.get(name, products.UNKNOWN_CODE)
-    at = _unix_ms(status.get("timestamp"), received_ms)
+    at = fields.unix_ms(status.get("timestamp"), received_ms)
     return Event(PROVIDER, PRODUCT, wamid, code, at, received_ms, _billable(status))
-
-
-def _unix_ms(value: object, default: int) -> int:
-    text = str(value) if isinstance(value, str | int) else ""
-    return int(text) * 1000 if text.isdigit() and len(text) <= 12 else default
 
 
 def _billable(status: Mapping[str, Any]) -> int:

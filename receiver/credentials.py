@@ -33,9 +33,11 @@ class Credentials:
         key, twilio_token = settings.telnyx_public_key, settings.twilio_auth_token
         return cls(
             callback_token=settings.callback_token,
+            # An empty secret is no secret: the endpoint stays closed (an HMAC with an empty
+            # key, or an empty verify token, would let anyone in).
             telnyx_key=telnyx.public_key(str(key)) if key else None,
-            meta_secret=settings.meta_app_secret,
-            meta_verify_token=settings.meta_verify_token,
+            meta_secret=settings.meta_app_secret or None,
+            meta_verify_token=settings.meta_verify_token or None,
             twilio=RequestValidator(str(twilio_token)) if twilio_token else None,
             allow_unauthenticated=settings.allow_unauthenticated_callbacks,
         )

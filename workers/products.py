@@ -82,7 +82,8 @@ def _verihubs() -> list[Product]:
 
 
 def _telnyx() -> list[Product]:
-    # Telnyx bills a verification once it is sent, whatever happens to it afterwards.
+    # Telnyx bills verifications that went out. As everywhere, the current state decides:
+    # `verify.failed` (after `verify.sent` or not) ends not billable.
     codes = _canonical([Status.SENT, Status.DELIVERED, Status.FAILED, Status.VERIFIED])
     charged = frozenset({Status.SENT, Status.DELIVERED, Status.VERIFIED})
     return [Product("telnyx", channel, codes, charged) for channel in TELNYX_CHANNELS]

@@ -110,6 +110,6 @@ def iso_ms(value: object, received_ms: int) -> int:
 def unix_ms(value: object, received_ms: int) -> int:
     """Milliseconds of a unix time in seconds (a string or a number of up to 12 digits)."""
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         return received_ms
     return plausible(int(text) * 1000, received_ms)

@@ -39,7 +39,7 @@ def handshake(params: Mapping[str, str], verify_token: str) -> str:
     ):
         raise Rejected("bad_verify_token", "verification failed", 403)
     challenge = params.get("hub.challenge", "")
-    if not challenge.isalnum() or len(challenge) > MAX_CHALLENGE:
+    if not (challenge.isascii() and challenge.isalnum()) or len(challenge) > MAX_CHALLENGE:
         raise Rejected("invalid_challenge", "hub.challenge must be alphanumeric")
     return challenge
 

@@ -47,7 +47,8 @@ def verify(
     signature, timestamp = headers.get(SIGNATURE), headers.get(TIMESTAMP)
     if not signature or not timestamp:
         raise Rejected("missing_signature", "telnyx signature headers are required", 401)
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isdigit() alone admits digits int() refuses ("²"): that would be a 500, not a 401.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise Rejected("bad_signature", "telnyx-timestamp is not a unix time", 401)
     if abs(now - int(timestamp)) > tolerance:
         raise Rejected("stale_timestamp", f"timestamp is more than {tolerance} s off", 401)

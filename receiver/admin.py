@@ -42,7 +42,8 @@ def billing(request: Request) -> Response:
 
 def _range(start: str | None, end: str | None) -> tuple[date, date]:
     last = _day(end, "to") if end else datetime.now(UTC).date()
-    first = _day(start, "from") if start else last - timedelta(days=30)
+    default_days = min(30, (last - date.min).days)
+    first = _day(start, "from") if start else last - timedelta(days=default_days)
     if first > last:
         raise Rejected("invalid_range", "from must not be after to")
     if (last - first).days >= MAX_BILLING_DAYS:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+import orjson
+from starlette.requests import ClientDisconnect, Request
 
 from receiver.errors import Rejected
 
@@ -15,11 +15,15 @@ async def read(request: Request, limit: int) -> bytes:
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        # Nobody hears the answer, but the metrics must not count it as a server error.
+        raise Rejected("client_disconnected", "the client went away mid-body") from exc
     return b"".join(chunks)
 
 
@@ -34,7 +38,8 @@ def form_fields(body: bytes, content_type: str) -> dict[str, str]:
     try:
         text = body.decode()
         if "json" in content_type:
-            data = json.loads(text)
+            # orjson refuses absurd nesting with a JSONDecodeError (json raises RecursionError).
+            data = orjson.loads(body)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}

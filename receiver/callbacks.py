@@ -30,6 +30,8 @@ def _context(request: Request, provider: str) -> Context:
 
 async def verihubs_callback(request: Request) -> JSONResponse:
     ctx = _context(request, verihubs.PROVIDER)
+    if request.method == "HEAD":  # Starlette answers HEAD on GET routes: it must store nothing
+        raise Rejected("method_not_allowed", "use GET or POST", 405)
     token = ctx.credentials.required(ctx.credentials.callback_token)
     if token is not None and not hmac.compare_digest(
         request.path_params["token"].encode(), str(token).encode()

@@ -220,3 +220,15 @@ def _counter(client, name, **labels):
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
+    deep = client.post(OTP, content=b"[" * 100_000, headers={"content-type": "application/json"})
+    assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]
+    early = client.get("/billing", params={"to": "0001-01-01"}, headers=ADMIN)
+    assert early.status_code == 200 and early.json()["from"] == "0001-01-01"
+    head = client.head(OTP, params={"session_id": "h-1", "status": "1"})
+    assert head.status_code == 405
+    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert _counter(client, "otp_callbacks_rejected_total", reason="invalid_body") == 1
+    assert _counter(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1

@@ -17,6 +17,11 @@ DAY = 24 * 3600
 PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
 
 
+def _secret(value: str) -> Secret | None:
+    """An empty secret is no secret: an endpoint or token left empty stays closed."""
+    return Secret(value) if value.strip() else None
+
+
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -54,11 +59,11 @@ class Settings:
         config = Config(environ=dict(os.environ if environ is None else environ))
         return cls(
             redis_url=config("REDIS_URL", default=None),
-            callback_token=config("CALLBACK_TOKEN", cast=Secret, default=None),
+            callback_token=config("CALLBACK_TOKEN", cast=_secret, default=""),
             allow_unauthenticated_callbacks=config(
                 "ALLOW_UNAUTHENTICATED_CALLBACKS", cast=bool, default=False
             ),
-            admin_token=config("ADMIN_TOKEN", cast=Secret, default=None),
+            admin_token=config("ADMIN_TOKEN", cast=_secret, default=""),
             queue_name=config("QUEUE_NAME", default="otp-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             failed_job_ttl=config("FAILED_JOB_TTL", cast=int, default=7 * DAY),
@@ -71,11 +76,11 @@ class Settings:
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=2.0),
             maintenance_interval=config("WORKER_MAINTENANCE_INTERVAL", cast=int, default=60),
             log_level=config("LOG_LEVEL", default="info"),
-            telnyx_public_key=config("TELNYX_PUBLIC_KEY", cast=Secret, default=None),
+            telnyx_public_key=config("TELNYX_PUBLIC_KEY", cast=_secret, default=""),
             telnyx_tolerance=config("TELNYX_TOLERANCE", cast=int, default=300),
-            meta_app_secret=config("META_APP_SECRET", cast=Secret, default=None),
-            meta_verify_token=config("META_VERIFY_TOKEN", cast=Secret, default=None),
-            twilio_auth_token=config("TWILIO_AUTH_TOKEN", cast=Secret, default=None),
+            meta_app_secret=config("META_APP_SECRET", cast=_secret, default=""),
+            meta_verify_token=config("META_VERIFY_TOKEN", cast=_secret, default=""),
+            twilio_auth_token=config("TWILIO_AUTH_TOKEN", cast=_secret, default=""),
             public_url=config("PUBLIC_URL", default=None),
             trusted_proxies=config("TRUSTED_PROXIES", cast=_list, default=""),
             allowed_networks={

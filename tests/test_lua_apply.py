@@ -70,8 +70,7 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
         counts[f"billable_reversed|{lp}"] += effect.billable_delta < 0
         if effect.transition:
             counts["transition|{}|{}|{}".format(lp, *effect.transition)] += 1
-        if effect.outcome != model.Outcome.DUPLICATE:
-            first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
+        first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
     for mid, m in messages.items():
         provider, name = PRODUCTS.get(mid, DEFAULT)
         if m is not None and products.product(provider, name).is_billable(m.seen, m.hints):
@@ -196,3 +195,19 @@ def test_apply_survives_a_flushed_script_cache(redis, store):
     redis.script_flush()  # as after a Redis restart
     store.apply("b2", [event("m0", 2)])
     assert store.message("verihubs", "m0").state == "delivered"
+
+
+def test_copies_with_different_times_converge_on_the_earliest(redis, store):
+    """Verihubs and Twilio send no time: copies of one status carry their receipt times."""
+    before, after = MIDNIGHT - 1000, MIDNIGHT + 1000
+    outcomes = {}
+    for order in ((before, after), (after, before)):
+        redis.flushall()
+        for i, at in enumerate(order):
+            store.apply(f"b{i}", [Event("verihubs", "whatsapp-otp", "t", 0, at, at)])
+            store.apply(f"u{i}", [Event("verihubs", "whatsapp-otp", "t", UNKNOWN_CODE, at, at)])
+        view = store.message("verihubs", "t")
+        billing = {k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items() if int(v)}
+        outcomes[order] = (view.first_seen, view.statuses, view.unknown, billing)
+    assert outcomes[(before, after)] == outcomes[(after, before)]
+    assert list(outcomes[(before, after)][3]) == [f"{before // DAY_MS}|verihubs|whatsapp-otp"]

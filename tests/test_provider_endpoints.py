@@ -704,6 +704,9 @@ def test_phone_numbers_and_codes_stay_out_of_the_logs(redis, redis_server, capfd
     for number in (PHONE, PHONE[1:], "15017122661", "14155238886", "16505551234"):
         assert number not in logged  # ... the phone numbers are not
     assert f'"{CUSTOM_CODE}"' not in logged and "custom_code" not in logged
+    # A wamid encodes the recipient's number (base64): only a digest of it is logged.
+    assert WAMIDS[0] not in logged and WAMIDS[0].removeprefix("wamid.") not in logged
+    assert callbacks[3]["message_id"].startswith("sha256:")
 
 
 def test_non_ascii_digits_in_the_telnyx_timestamp_are_401_not_500(redis, redis_server):

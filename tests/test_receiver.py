@@ -232,3 +232,18 @@ def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
     assert redis.llen("rq:queue:otp-callbacks") == 0
     assert _counter(client, "otp_callbacks_rejected_total", reason="invalid_body") == 1
     assert _counter(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1
+
+
+def test_status_padded_with_separator_characters_is_read_not_a_500(client, redis, settings):
+    # str.strip() removes \x1c-\x1f, which int() does not accept: the stripped value is read.
+    response = client.get(OTP, params={"session_id": "pad", "status": "\x1c5"})
+    assert response.status_code == 200
+    run_jobs(redis, settings)
+    assert client.get("/messages/verihubs/pad", headers=ADMIN).json()["state"] == "unverified"
+
+
+def test_an_empty_admin_token_keeps_the_admin_api_closed(redis, redis_server, store):
+    settings = make_settings(redis_server.url, ADMIN_TOKEN="")
+    with TestClient(create_app(settings, CollectorRegistry())) as client:
+        for header in ({"Authorization": "Bearer "}, {"Authorization": "Bearer"}, {}):
+            assert client.get("/billing", headers=header).status_code == 403

@@ -58,10 +58,13 @@ local function name(b)
   return NAMES[b + 1]
 end
 
--- The provider's own flag decides where it sent one: billable if any callback said so.
+-- The provider's own flag decides where it sent one: billable if any callback said so,
+-- unless the message then failed.
 local function billable(m, flags)
-  if flags ~= 0 then return bit.band(flags, 2) ~= 0 end
   local t = top(m)
+  if flags ~= 0 then
+    return bit.band(flags, 2) ~= 0 and (t < 0 or not has(FAIL, t))
+  end
   return t >= 0 and has(charged, t)
 end
 
@@ -101,6 +104,14 @@ local function observe_latencies(m, observed)
   return observed
 end
 
+-- First-seen times keep the earliest of all copies, whatever their order.
+local function earliest(field)
+  local known = tonumber(redis.call('HGET', msg, field))
+  if known == nil or at < known then
+    redis.call('HSET', msg, field, ARGV[5])
+  end
+end
+
 local old = tonumber(h[2] or '0')
 local first = tonumber(h[3] or ARGV[5])
 local before = top(old)
@@ -125,14 +136,14 @@ local m = old
 if sbit < 0 then
   outcome = 'unknown'
   incr('unknown|' .. lp)
-  redis.call('HSETNX', msg, 'u' .. code, ARGV[5])
+  earliest('u' .. code)
 elseif has(old, sbit) then
-  -- A duplicate changes no status and no time; only a billing flag it carries is kept
-  -- (flags form a set, so which copy arrives first does not matter).
+  -- A duplicate changes no status. Its time and billing flag are merged (earliest time, set
+  -- of flags), so which copy arrives first does not matter.
   outcome = 'duplicate'
   incr('duplicate|' .. lp)
   redis.call('HINCRBY', msg, 'd', 1)
-  at = first
+  earliest(tostring(sbit))
 else
   if before >= 0 and RANK[sbit + 1] < RANK[before + 1] then
     outcome = 'late'

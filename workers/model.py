@@ -142,10 +142,12 @@ class Product:
 
     def is_billable(self, seen: Iterable[Status], hints: frozenset[bool] = frozenset()) -> bool:
         """The provider's own per-message billing flag decides where it sent one (Meta's
-        `pricing.billable`): billable if any callback said so. Else the status table does."""
+        `pricing.billable`, an estimate made at `sent`): billable if any callback said so,
+        unless the message then failed. Else the status table does."""
+        state = current_state(seen)
         if hints:
-            return True in hints
-        return current_state(seen) in self.charged
+            return True in hints and state not in FAILURES
+        return state in self.charged
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ def status(params: Mapping[str, str]) -> int:
     value = params.get("status")
     if value is None:
         raise Rejected("missing_status", "status is required")
-    if not STATUS_RE.fullmatch(value.strip()):
+    # int() accepts less white space than strip() removes: parse exactly what was checked.
+    value = value.strip()
+    if not STATUS_RE.fullmatch(value):
         raise Rejected("invalid_status", "status must be an integer")
     code = int(value)
     if not 0 <= code <= MAX_CODE:

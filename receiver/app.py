@@ -62,7 +62,7 @@ def create_app(
         yield
         redis.close()
 
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         middleware=[
             # The client address from X-Forwarded-For, only when the peer is a trusted proxy.
@@ -77,6 +77,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # A redirect would repeat the callback token in a Location header and store nothing.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _warn_if_open(ctx: Context) -> None:

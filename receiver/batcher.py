@@ -71,10 +71,22 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
+            batch = self._take()
             counts, self._counts = self._counts, Counter()
             await self._write(batch, counts)
+
+    def _take(self) -> Pending:
+        """Callers whose events fit in `max_batch`; one request's events are never split (it
+        is answered for all of them at once), so a lone large request makes a larger job."""
+        taken, events = 1, len(self._pending[0][0])
+        while taken < len(self._pending):
+            more = len(self._pending[taken][0])
+            if events + more > self.max_batch:
+                break
+            taken, events = taken + 1, events + max(more, 1)
+        batch = self._pending[:taken]
+        del self._pending[:taken]
+        return batch
 
     async def _write(self, batch: Pending, counts: Counter[str]) -> None:
         events = [e for caller, _ in batch for e in caller]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from receiver.errors import Rejected
+from receiver.providers import fields
 
 
 async def read(request: Request, limit: int) -> bytes:
@@ -31,19 +31,15 @@ def _too_large(limit: int) -> Rejected:
     return Rejected("body_too_large", f"request body is over {limit} bytes", 413)
 
 
-def form_fields(body: bytes, content_type: str) -> dict[str, str]:
-    """Flat string fields of a form or JSON object body; anything else yields nothing."""
+def form_fields(body: bytes, content_type: str, max_depth: int) -> dict[str, str]:
+    """Flat string fields of a form or JSON object body (nested values are ignored)."""
     if not body.strip():
         return {}
+    if "json" in content_type:
+        data = fields.json_object(body, max_depth)
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
     try:
-        text = body.decode()
-        if "json" in content_type:
-            # orjson refuses absurd nesting with a JSONDecodeError (json raises RecursionError).
-            data = orjson.loads(body)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
         # Blank values are kept: Twilio signs them too.
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=100))
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise Rejected("invalid_body", "request body is not valid JSON or form data") from exc
+        return dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100))
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise Rejected("invalid_body", "request body is not valid form data") from exc

@@ -43,7 +43,9 @@ async def verihubs_callback(request: Request) -> JSONResponse:
     params = dict(request.query_params)
     if request.method == "POST":
         raw = await body.read(request, ctx.settings.max_body_bytes)
-        params = {**body.form_fields(raw, request.headers.get("content-type", "")), **params}
+        content_type = request.headers.get("content-type", "")
+        form = body.form_fields(raw, content_type, ctx.settings.max_json_depth)
+        params = {**form, **params}
     return await _accept(request, [verihubs.parse(product, params, now_ms())])
 
 
@@ -79,7 +81,8 @@ async def twilio_callback(request: Request) -> JSONResponse:
     ctx = _context(request, twilio.PROVIDER)
     validator = ctx.credentials.required(ctx.credentials.twilio)
     raw = await body.read(request, ctx.settings.max_body_bytes)
-    form = body.form_fields(raw, "application/x-www-form-urlencoded")
+    # Parsed before the signature check: Twilio signs the form's fields, not the raw body.
+    form = body.form_fields(raw, "application/x-www-form-urlencoded", ctx.settings.max_json_depth)
     if validator is not None:
         twilio.verify(validator, _public_url(request, ctx), form, request.headers)
     return await _accept(request, [twilio.parse(form, now_ms())])

@@ -429,7 +429,7 @@ def twilio_headers(url: str, form: dict) -> dict[str, str]:
 def test_twilio_accepts_a_signature_over_the_public_url_and_every_field():
     # A blank ErrorCode is signed too: the form parser must keep it for the check to pass.
     form = twilio_form("delivered", ErrorCode="")
-    received = body.form_fields(urlencode(form).encode(), "application/x-www-form-urlencoded")
+    received = body.form_fields(urlencode(form).encode(), "application/x-www-form-urlencoded", 32)
     assert received["ErrorCode"] == ""
     twilio.verify(VALIDATOR, TWILIO_URL, received, twilio_headers(TWILIO_URL, form))
     without_blank = {k: v for k, v in received.items() if k != "ErrorCode"}

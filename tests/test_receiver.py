@@ -230,7 +230,7 @@ def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
     head = client.head(OTP, params={"session_id": "h-1", "status": "1"})
     assert head.status_code == 405
     assert redis.llen("rq:queue:otp-callbacks") == 0
-    assert _counter(client, "otp_callbacks_rejected_total", reason="invalid_body") == 1
+    assert _counter(client, "otp_callbacks_rejected_total", reason="invalid_json") == 1
     assert _counter(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1
 
 
@@ -247,3 +247,16 @@ def test_an_empty_admin_token_keeps_the_admin_api_closed(redis, redis_server, st
     with TestClient(create_app(settings, CollectorRegistry())) as client:
         for header in ({"Authorization": "Bearer "}, {"Authorization": "Bearer"}, {}):
             assert client.get("/billing", headers=header).status_code == 403
+
+
+def test_json_depth_and_trailing_slashes_are_refused_plainly(client, redis):
+    nested: object = []
+    for _ in range(40):  # deeper than MAX_JSON_DEPTH (32)
+        nested = [nested]
+    nested = {"session_id": "n", "status": 1, "x": nested}
+    assert client.post(OTP, json=nested).status_code == 400
+    slash = client.get(OTP + "/", params={"session_id": "s", "status": "1"}, follow_redirects=False)
+    assert slash.status_code == 404 and "location" not in slash.headers
+    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert _counter(client, "otp_callbacks_rejected_total", reason="json_too_deep") == 1
+    assert _counter(client, "otp_callbacks_rejected_total", reason="no_such_endpoint") == 1

@@ -9,11 +9,12 @@ import shutil
 
 import httpx2 as httpx
 import pytest
+from nacl.signing import SigningKey
 
 from dashboards import build, preview
 from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN
 from tests.test_observability_files import RULES
-from tools.simulate import Simulator
+from tools.simulate import Simulator, public_key
 from tools.stack import PrometheusServer, Stack, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -24,14 +25,15 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("observed")
+    telnyx = SigningKey.generate()
     stack = Stack(redis_server.url, tmp, CALLBACK_TOKEN=CALLBACK_TOKEN, ADMIN_TOKEN=ADMIN_TOKEN,
-                  LOG_LEVEL="warning")  # fmt: skip
+                  LOG_LEVEL="warning", TELNYX_PUBLIC_KEY=public_key(telnyx))  # fmt: skip
     prometheus = PrometheusServer(stack.port, RULES / "rules.yml", tmp / "prometheus")
     try:
         stack.start_web()
         stack.start_worker()
         prometheus.start()
-        sim = Simulator(stack.url, CALLBACK_TOKEN, rate=25, speed=4)
+        sim = Simulator(stack.url, CALLBACK_TOKEN, rate=25, speed=4, telnyx_key=telnyx)
         codes = asyncio.run(sim.run(seconds=25))
         assert codes[200] > 1000 and set(codes) <= {200, 400}
         wait_until(
@@ -88,3 +90,9 @@ def test_preview_renders_from_real_data(observed):
 def _rules(prometheus: PrometheusServer) -> list[dict]:
     groups = httpx.get(prometheus.url + "/api/v1/rules").json()["data"]["groups"]
     return [rule for group in groups for rule in group["rules"]]
+
+
+def test_the_provider_variable_lists_every_provider_seen(observed):
+    prometheus, _ = observed
+    values = httpx.get(prometheus.url + "/api/v1/label/provider/values").json()["data"]
+    assert {"verihubs", "telnyx"} <= set(values)

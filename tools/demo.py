@@ -8,9 +8,11 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from nacl.signing import SigningKey
+
 from core.embedded import RedisServer
 from dashboards import preview
-from tools.simulate import Simulator
+from tools.simulate import Simulator, public_key
 from tools.stack import PrometheusServer, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis", durable=False).start()
-        stack = Stack(redis.url, Path(tmp), CALLBACK_TOKEN=TOKEN, LOG_LEVEL="warning")
+        telnyx = SigningKey.generate()  # plays the Telnyx account
+        stack = Stack(redis.url, Path(tmp), CALLBACK_TOKEN=TOKEN, LOG_LEVEL="warning",
+                      TELNYX_PUBLIC_KEY=public_key(telnyx))  # fmt: skip
         prometheus = PrometheusServer(stack.port, ROOT / "dashboards/prometheus/rules.yml",
                                       Path(tmp) / "prometheus")  # fmt: skip
         try:
@@ -33,7 +37,9 @@ def main() -> None:
             stack.start_worker()
             prometheus.start()
             sent = asyncio.run(
-                Simulator(stack.url, TOKEN, rate=args.rate, speed=2).run(args.seconds)
+                Simulator(stack.url, TOKEN, rate=args.rate, speed=2, telnyx_key=telnyx).run(
+                    args.seconds
+                )
             )
             print("callbacks answered:", dict(sent))
             print(preview.render(prometheus.url, args.out, minutes=args.seconds / 60 + 0.5))

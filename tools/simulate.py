@@ -1,5 +1,6 @@
-"""A simulator of Verihubs WhatsApp and SMS OTP callbacks: realistic lifecycles, mixed outcomes,
-duplicates, reordering, unknown codes and a few malformed requests.
+"""A simulator of Verihubs WhatsApp and SMS OTP callbacks, and signed Telnyx Verify webhooks:
+realistic lifecycles, mixed outcomes, duplicates, reordering, unknown codes and a few
+malformed requests.
 
     python -m tools.simulate --url http://127.0.0.1:8000 --token "$(cat var/callback_token)"
 """
@@ -8,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import heapq
+import json
 import random
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx2 as httpx
+from nacl.signing import SigningKey
 
 # (weight, codes in order) per product; codes are Verihubs WhatsApp status codes.
 OTP_LIFECYCLES = [
@@ -53,6 +58,13 @@ TABLES = {
     "sms-otp": SMS_LIFECYCLES,
 }
 PRODUCT_SHARES = {"whatsapp-otp": 60, "whatsapp-message": 25, "sms-otp": 15}
+TELNYX_LIFECYCLES = [
+    (60, ["verify.sent", "verify.delivered", "verification.complete"]),
+    (20, ["verify.sent", "verify.delivered"]),
+    (12, ["verify.sent", "verify.failed"]),
+    (8, ["verify.sent"]),
+]
+TELNYX = "telnyx"
 # Seconds from the previous callback, by WhatsApp code; SMS steps take DEFAULT_STEP.
 DEFAULT_STEP = (0.5, 4.0)
 STEP_SECONDS = {1: (0.2, 1.0), 2: (0.5, 4.0), 3: (1.0, 10.0), 4: (3.0, 20.0), 5: (20.0, 40.0)}
@@ -73,11 +85,17 @@ class Simulator:
     speed: float = 1.0
     duplicate_share: float = 0.05
     reorder_share: float = 0.1
+    # With the Telnyx account's signing key, a share of messages are Telnyx verifications.
+    telnyx_key: SigningKey | None = None
+    telnyx_share: float = 0.2
     rng: random.Random = field(default_factory=random.Random)
     sent: Counter[int] = field(default_factory=Counter)
     _queue: list[Callback] = field(default_factory=list)
 
     def plan_message(self, now: float) -> None:
+        if self.telnyx_key is not None and self.rng.random() < self.telnyx_share:
+            self.plan_verification(now)
+            return
         product = self.rng.choices(list(PRODUCT_SHARES), weights=PRODUCT_SHARES.values())[0]
         table = TABLES[product]
         codes = self.rng.choices([c for _, c in table], weights=[w for w, _ in table])[0]
@@ -91,6 +109,16 @@ class Simulator:
             self._schedule(product, {"session_id": session, "status": "42"}, at)  # unknown code
         if self.rng.random() < 0.01:
             self._schedule(product, {"session_id": session}, at)  # malformed: no status
+
+    def plan_verification(self, now: float) -> None:
+        table = TELNYX_LIFECYCLES
+        events = self.rng.choices([e for _, e in table], weights=[w for w, _ in table])[0]
+        channel = self.rng.choice(["sms", "whatsapp"])
+        verification, at = str(uuid.uuid4()), now
+        for event_type in events:
+            at += self.rng.uniform(*DEFAULT_STEP) / self.speed
+            params = {"event_type": event_type, "id": verification, "type": channel}
+            self._schedule(TELNYX, params, at)
 
     def _schedule(self, product: str, params: dict[str, str], at: float) -> None:
         if self.rng.random() < self.reorder_share:
@@ -119,9 +147,39 @@ class Simulator:
         return self.sent
 
     async def _send(self, client: httpx.AsyncClient, callback: Callback) -> None:
-        path = f"/callbacks/verihubs/{callback.product}/{self.token}"
-        response = await client.get(path, params=callback.params)
+        if callback.product == TELNYX:
+            body, headers = self._telnyx(callback.params)
+            response = await client.post("/callbacks/telnyx", content=body, headers=headers)
+        else:
+            path = f"/callbacks/verihubs/{callback.product}/{self.token}"
+            response = await client.get(path, params=callback.params)
         self.sent[response.status_code] += 1
+
+    def _telnyx(self, params: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """A webhook shaped like Telnyx's, signed as Telnyx signs: Ed25519 over `ts|body`."""
+        assert self.telnyx_key is not None
+        now = datetime.now(UTC)
+        payload = {"id": params["id"], "type": params["type"], "status": "accepted"}
+        event = {
+            "event_type": params["event_type"],
+            "id": str(uuid.uuid4()),
+            "occurred_at": now.isoformat(),
+            "payload": payload,
+            "record_type": "event",
+        }
+        body = json.dumps({"data": event, "meta": {"attempt": 1}}).encode()
+        stamp = str(int(now.timestamp()))
+        signature = self.telnyx_key.sign(stamp.encode() + b"|" + body).signature
+        return body, {
+            "content-type": "application/json",
+            "telnyx-timestamp": stamp,
+            "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+        }
+
+
+def public_key(key: SigningKey) -> str:
+    """TELNYX_PUBLIC_KEY for a receiver that must accept this simulator's Telnyx webhooks."""
+    return base64.b64encode(bytes(key.verify_key)).decode()
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue, SimpleWorker
 
@@ -59,3 +60,13 @@ def run_jobs(redis: Redis, settings: Settings) -> None:
     """Apply every queued batch in-process, as the production worker would."""
     queue = Queue(settings.queue_name, connection=redis)
     SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")
+
+
+def metric(client, name: str, **labels: str) -> float:
+    """The sum of a family's samples matching the labels, as /metrics serves them."""
+    total = 0.0
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -22,13 +22,13 @@ import httpx2 as httpx
 import pytest
 from nacl.signing import SigningKey
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from core.embedded import free_port
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, run_jobs
+from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, metric, run_jobs
+from tests.test_providers import meta_notification
 from tools.stack import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,15 +64,6 @@ def app_client(redis_server, store):
         yield make
 
 
-def counter(client: TestClient, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def message(client: TestClient, provider: str, message_id: str) -> dict:
     response = client.get(f"/messages/{provider}/{message_id}", headers=ADMIN)
     assert response.status_code == 200, response.text
@@ -93,7 +84,7 @@ def assert_refused(response, redis, client, code: int, reason: str) -> None:
     assert response.headers["content-type"] == "application/json"
     assert set(response.json()) == {"error"}
     assert redis.llen(QUEUE) == 0
-    assert counter(client, "otp_callbacks_rejected_total", reason=reason) == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason=reason) == 1
 
 
 # Telnyx Verify -----------------------------------------------------------------------------
@@ -170,7 +161,7 @@ def test_telnyx_events_are_applied_at_their_occurred_at(app_client, redis, setti
     assert message(client, "telnyx", "v-complete")["state"] == "verified"
     completed = message(client, "telnyx", "v-completed")
     assert completed["statuses"] == [{"status": "verified", "first_seen": iso(t + 61)}]
-    assert counter(client, "otp_delivery_latency_seconds_sum", provider="telnyx") == 4.25
+    assert metric(client, "otp_delivery_latency_seconds_sum", provider="telnyx") == 4.25
 
 
 def test_telnyx_unknown_event_type_is_accepted_and_counted(app_client, redis, settings):
@@ -180,7 +171,7 @@ def test_telnyx_unknown_event_type_is_accepted_and_counted(app_client, redis, se
     unaccepted = telnyx_event("verify.completed", "v-expired", t, status="expired")
     assert post_telnyx(client, unaccepted).status_code == 200
     run_jobs(redis, settings)
-    assert counter(client, "otp_callbacks_unknown_total", provider="telnyx", product="sms") == 2
+    assert metric(client, "otp_callbacks_unknown_total", provider="telnyx", product="sms") == 2
     odd = message(client, "telnyx", "v-odd")
     assert (odd["state"], odd["statuses"], odd["billable"]) == ("none", [], False)
     assert [u["code"] for u in odd["unknown"]] == [-1]
@@ -289,31 +280,6 @@ def meta_status(wamid: str, name: str, at: int, **extra: object) -> dict:
     return {**status, **extra}
 
 
-def meta_notification(*changes: list[dict]) -> dict:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550783881",
-                                "phone_number_id": "106540352242922",
-                            },
-                            "statuses": statuses,
-                        },
-                    }
-                ],
-            }
-            for statuses in changes
-        ],
-    }
-
-
 def post_meta(client: TestClient, raw: bytes, secret: str = META_SECRET) -> httpx.Response:
     signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     return client.post(
@@ -339,8 +305,8 @@ def test_meta_handshake(app_client):
     assert "1158201444" not in refused.text
     assert handshake(client, META_TOKEN, "<script>").status_code == 400
     assert handshake(client, META_TOKEN, "").status_code == 400
-    assert counter(client, "otp_callbacks_rejected_total", reason="bad_verify_token") == 1
-    assert counter(client, "otp_callbacks_rejected_total", reason="invalid_challenge") == 2
+    assert metric(client, "otp_callbacks_rejected_total", reason="bad_verify_token") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="invalid_challenge") == 2
 
 
 @pytest.mark.parametrize("env", [{}, {"META_VERIFY_TOKEN": ""}])
@@ -392,7 +358,7 @@ def test_meta_notification_with_many_statuses(app_client, redis, settings):
     charged = message(client, "meta", WAMIDS[3])
     assert (charged["state"], charged["billable"]) == ("sent", True)
     assert billing(client) == {("meta", "whatsapp"): 2}
-    assert counter(client, "otp_callbacks_received_total", provider="meta") == 7
+    assert metric(client, "otp_callbacks_received_total", provider="meta") == 7
 
 
 def test_meta_inbound_message_notification_queues_nothing(app_client, redis):

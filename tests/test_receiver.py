@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, run_jobs
+from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, metric, run_jobs
 
 OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -50,7 +50,7 @@ def test_malformed_callbacks_get_a_clear_400_and_are_counted(
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert redis.llen("rq:queue:otp-callbacks") == 0
-    assert _counter(client, "otp_callbacks_rejected_total", reason=reason) == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason=reason) == 1
 
 
 def test_wrong_token_is_404_and_stores_nothing(client, redis):
@@ -60,7 +60,7 @@ def test_wrong_token_is_404_and_stores_nothing(client, redis):
     assert response.status_code == 404
     assert response.json() == {"error": "not found"}
     assert redis.llen("rq:queue:otp-callbacks") == 0
-    assert _counter(client, "otp_callbacks_rejected_total", reason="bad_token") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="bad_token") == 1
 
 
 def test_sms_otp_uses_its_own_code_and_billing_tables(client, redis, settings):
@@ -118,15 +118,15 @@ def test_post_with_form_or_json_body_is_accepted(client, redis, settings):
 def test_unknown_status_code_is_accepted_and_counted(client, redis, settings):
     assert client.get(OTP, params={"session_id": "u-1", "status": "77"}).status_code == 200
     run_jobs(redis, settings)
-    assert _counter(client, "otp_callbacks_unknown_total", product="whatsapp-otp") == 1
-    assert _counter(client, "otp_callbacks_received_total", status="unknown") == 1
+    assert metric(client, "otp_callbacks_unknown_total", product="whatsapp-otp") == 1
+    assert metric(client, "otp_callbacks_received_total", status="unknown") == 1
 
 
 def test_duplicates_are_answered_200(client, redis, settings):
     for _ in range(3):
         assert client.get(OTP, params={"session_id": "d-1", "status": "2"}).status_code == 200
     run_jobs(redis, settings)
-    assert _counter(client, "otp_callbacks_duplicate_total") == 2
+    assert metric(client, "otp_callbacks_duplicate_total") == 2
 
 
 def test_redis_down_gives_503_with_retry_after(redis_server):
@@ -155,7 +155,7 @@ def test_backlog_over_its_bound_gives_503(redis, redis_server, store):
         ]
         assert codes == [200, 200, 503, 503, 503]
         assert redis.llen("rq:queue:otp-callbacks") == 2
-        assert _counter(client, "otp_callbacks_rejected_total", reason="backlog_full") == 3
+        assert metric(client, "otp_callbacks_rejected_total", reason="backlog_full") == 3
 
 
 def test_admin_endpoints_need_the_token(client):
@@ -211,17 +211,6 @@ def _without_token(settings):
     return replace(settings, callback_token=None)
 
 
-def _counter(client, name, **labels):
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
     deep = client.post(OTP, content=b"[" * 100_000, headers={"content-type": "application/json"})
     assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]
@@ -230,8 +219,8 @@ def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
     head = client.head(OTP, params={"session_id": "h-1", "status": "1"})
     assert head.status_code == 405
     assert redis.llen("rq:queue:otp-callbacks") == 0
-    assert _counter(client, "otp_callbacks_rejected_total", reason="invalid_json") == 1
-    assert _counter(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="invalid_json") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1
 
 
 def test_status_padded_with_separator_characters_is_read_not_a_500(client, redis, settings):
@@ -258,5 +247,5 @@ def test_json_depth_and_trailing_slashes_are_refused_plainly(client, redis):
     slash = client.get(OTP + "/", params={"session_id": "s", "status": "1"}, follow_redirects=False)
     assert slash.status_code == 404 and "location" not in slash.headers
     assert redis.llen("rq:queue:otp-callbacks") == 0
-    assert _counter(client, "otp_callbacks_rejected_total", reason="json_too_deep") == 1
-    assert _counter(client, "otp_callbacks_rejected_total", reason="no_such_endpoint") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="json_too_deep") == 1
+    assert metric(client, "otp_callbacks_rejected_total", reason="no_such_endpoint") == 1

@@ -187,7 +187,10 @@ if m ~= old then
     redis.call('HSET', msg, 'o', now_observed)
   end
 end
-redis.call('HSET', msg, 'm', m, 'f', now_first)
+-- A duplicate usually changes neither: skip the write (h[3] is unset on a new message).
+if m ~= old or now_first ~= first or h[3] == false then
+  redis.call('HSET', msg, 'm', m, 'f', now_first)
+end
 if flags ~= old_flags then
   redis.call('HSET', msg, 'b', flags)
 end

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from core.events import Event
 from receiver import body
 from receiver.context import Context
+from receiver.credentials import closed
 from receiver.errors import Rejected
 from receiver.http_metrics import annotate
 from receiver.providers import fields, meta, telnyx, twilio, verihubs
@@ -61,9 +62,9 @@ async def telnyx_callback(request: Request) -> JSONResponse:
 
 async def meta_subscribe(request: Request) -> PlainTextResponse:
     ctx = _context(request, meta.PROVIDER)
-    token = ctx.credentials.required(ctx.credentials.meta_verify_token)
-    if token is None:
-        raise Rejected("callbacks_closed", "not found", 404)  # nothing to verify against
+    token = ctx.credentials.meta_verify_token
+    if token is None:  # closed even when opted out: there is nothing to verify against
+        raise closed()
     return PlainTextResponse(meta.handshake(request.query_params, str(token)))
 
 

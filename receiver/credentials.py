@@ -32,13 +32,12 @@ class Credentials:
     def from_settings(cls, settings: Settings) -> Credentials:
         key, twilio_token = settings.telnyx_public_key, settings.twilio_auth_token
         return cls(
+            # Settings already read an empty secret as none: its endpoint stays closed.
             callback_token=settings.callback_token,
-            # An empty secret is no secret: the endpoint stays closed (an HMAC with an empty
-            # key, or an empty verify token, would let anyone in).
-            telnyx_key=telnyx.public_key(str(key)) if key else None,
-            meta_secret=settings.meta_app_secret or None,
-            meta_verify_token=settings.meta_verify_token or None,
-            twilio=RequestValidator(str(twilio_token)) if twilio_token else None,
+            telnyx_key=telnyx.public_key(str(key)) if key is not None else None,
+            meta_secret=settings.meta_app_secret,
+            meta_verify_token=settings.meta_verify_token,
+            twilio=RequestValidator(str(twilio_token)) if twilio_token is not None else None,
             allow_unauthenticated=settings.allow_unauthenticated_callbacks,
         )
 
@@ -56,8 +55,12 @@ class Credentials:
         """The secret to check; without one the endpoint is closed (404) unless the operator
         opted out of authentication, and then there is nothing to check (None)."""
         if secret is None and not self.allow_unauthenticated:
-            raise Rejected("callbacks_closed", "not found", 404)
+            raise closed()
         return secret
+
+
+def closed() -> Rejected:
+    return Rejected("callbacks_closed", "not found", 404)
 
 
 class Sources:

@@ -31,13 +31,16 @@ class Family:
         return SEP.join((self.key, *values))
 
 
-PP = ("provider", "product")
+PROVIDER_PRODUCT = ("provider", "product")
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 RECEIVED = Family(
-    "received", "otp_callbacks_received", "Callbacks applied, by status", (*PP, "status")
+    "received",
+    "otp_callbacks_received",
+    "Callbacks applied, by status",
+    (*PROVIDER_PRODUCT, "status"),
 )
 REJECTED = Family(
     "rejected", "otp_callbacks_rejected", "Callbacks refused by the receiver", ("reason",)
@@ -46,33 +49,47 @@ SEEN = Family(
     "seen",
     "otp_message_statuses",
     "Messages that reached each status (counted once per message and status)",
-    (*PP, "status"),
+    (*PROVIDER_PRODUCT, "status"),
 )
 DUPLICATE = Family(
-    "duplicate", "otp_callbacks_duplicate", "Callbacks for a status already seen", PP
+    "duplicate", "otp_callbacks_duplicate", "Callbacks for a status already seen", PROVIDER_PRODUCT
 )
-LATE = Family("late", "otp_callbacks_late", "New statuses below the current state", PP)
+LATE = Family(
+    "late", "otp_callbacks_late", "New statuses below the current state", PROVIDER_PRODUCT
+)
 CONFLICT = Family(
-    "conflict", "otp_messages_conflict", "Messages that reached a contradictory set", PP
+    "conflict",
+    "otp_messages_conflict",
+    "Messages that reached a contradictory set",
+    PROVIDER_PRODUCT,
 )
-UNKNOWN = Family("unknown", "otp_callbacks_unknown", "Callbacks with an unknown status code", PP)
+UNKNOWN = Family(
+    "unknown", "otp_callbacks_unknown", "Callbacks with an unknown status code", PROVIDER_PRODUCT
+)
 TRANSITIONS = Family(
-    "transition", "otp_state_transitions", "Current-state changes", (*PP, "from", "to")
+    "transition",
+    "otp_state_transitions",
+    "Current-state changes",
+    (*PROVIDER_PRODUCT, "from", "to"),
 )
-STARTED = Family("started", "otp_messages_started", "Messages seen for the first time", PP)
-BILLABLE = Family("billable", "otp_messages_billable", "Messages that became billable", PP)
+STARTED = Family(
+    "started", "otp_messages_started", "Messages seen for the first time", PROVIDER_PRODUCT
+)
+BILLABLE = Family(
+    "billable", "otp_messages_billable", "Messages that became billable", PROVIDER_PRODUCT
+)
 BILLABLE_REVERSED = Family(
     "billable_reversed",
     "otp_messages_billable_reversed",
     "Billable messages that became not billable",
-    PP,
+    PROVIDER_PRODUCT,
 )
 LATENCIES = {
     stage: Family(
         f"lat_{stage}",
         f"otp_{stage}_latency_seconds",
         f"Time from requested/sent to {stage}",
-        PP,
+        PROVIDER_PRODUCT,
         LATENCY_BUCKETS,
     )
     for stage in ("delivery", "read", "verify")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# The worker's job, by import string (as rq's docs enqueue): the web never imports workers.
+APPLY_BATCH = "workers.jobs.apply_batch"
+
 
 class Event(NamedTuple):
     provider: str

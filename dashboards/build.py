@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers import model
+from core import model
 
 OUT = Path(__file__).parent / "grafana" / "otp-tracker.json"
-DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'provider=~"$provider",product=~"$product"'
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SELECTOR = 'provider=~"$provider",product=~"$product"'
 FAILURES = "|".join(sorted(s.value for s in model.FAILURES))
 FUNNEL = ("requested", "sent", "delivered", "read", "verified")
-RI = "$__rate_interval"
+RATE_INTERVAL = "$__rate_interval"
 
 
 @dataclass
@@ -39,7 +39,7 @@ def by_status() -> list[Panel]:
             "Callbacks per second by status",
             [
                 (
-                    f"sum by (status) (rate(otp_callbacks_received_total{{{SEL}}}[{RI}]))",
+                    f"sum by (status) (rate(otp_callbacks_received_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
                     "{{status}}",
                 )
             ],
@@ -49,7 +49,10 @@ def by_status() -> list[Panel]:
         Panel(
             "Delivery funnel (messages reaching each status)",
             [
-                (f'sum(increase(otp_message_statuses_total{{{SEL},status="{s}"}}[$__range]))', s)
+                (
+                    f'sum(increase(otp_message_statuses_total{{{SELECTOR},status="{s}"}}[$__range]))',
+                    s,
+                )
                 for s in FUNNEL
             ],
             kind="bargauge",
@@ -60,13 +63,13 @@ def by_status() -> list[Panel]:
 
 
 def failures() -> list[Panel]:
-    entered = f'otp_state_transitions_total{{{SEL},to=~"{FAILURES}",from!~"{FAILURES}"}}'
+    entered = f'otp_state_transitions_total{{{SELECTOR},to=~"{FAILURES}",from!~"{FAILURES}"}}'
     return [
         Panel(
             "Failure rate (messages entering a failure state / messages started)",
             [
                 (
-                    f"sum(rate({entered}[{RI}])) / sum(rate(otp_messages_started_total{{{SEL}}}[{RI}]))",
+                    f"sum(rate({entered}[{RATE_INTERVAL}])) / sum(rate(otp_messages_started_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
                     "failure rate",
                 )
             ],
@@ -76,7 +79,7 @@ def failures() -> list[Panel]:
             "Failures by reason",
             [
                 (
-                    f'sum by (to) (rate(otp_state_transitions_total{{{SEL},to=~"{FAILURES}"}}[{RI}]))',
+                    f'sum by (to) (rate(otp_state_transitions_total{{{SELECTOR},to=~"{FAILURES}"}}[{RATE_INTERVAL}]))',
                     "{{to}}",
                 )
             ],
@@ -87,12 +90,12 @@ def failures() -> list[Panel]:
 
 def billing_and_latency() -> list[Panel]:
     net = (
-        f"sum by (provider, product) (increase(otp_messages_billable_total{{{SEL}}}[1d]))"
-        f" - sum by (provider, product) (increase(otp_messages_billable_reversed_total{{{SEL}}}[1d]))"
+        f"sum by (provider, product) (increase(otp_messages_billable_total{{{SELECTOR}}}[1d]))"
+        f" - sum by (provider, product) (increase(otp_messages_billable_reversed_total{{{SELECTOR}}}[1d]))"
     )
     quantiles = [
         (
-            f"histogram_quantile({q}, sum by (le) (rate(otp_{stage}_latency_seconds_bucket{{{SEL}}}[{RI}])))",
+            f"histogram_quantile({q}, sum by (le) (rate(otp_{stage}_latency_seconds_bucket{{{SELECTOR}}}[{RATE_INTERVAL}])))",
             f"{stage} p{round(q * 100)}",
         )
         for stage in ("delivery", "read", "verify")
@@ -114,10 +117,19 @@ def anomalies() -> list[Panel]:
         Panel(
             "Duplicates, late arrivals, conflicts, unknown codes",
             [
-                (f"sum(rate(otp_callbacks_duplicate_total{{{SEL}}}[{RI}]))", "duplicate"),
-                (f"sum(rate(otp_callbacks_late_total{{{SEL}}}[{RI}]))", "late"),
-                (f"sum(rate(otp_messages_conflict_total{{{SEL}}}[{RI}]))", "conflict"),
-                (f"sum(rate(otp_callbacks_unknown_total{{{SEL}}}[{RI}]))", "unknown code"),
+                (
+                    f"sum(rate(otp_callbacks_duplicate_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
+                    "duplicate",
+                ),
+                (f"sum(rate(otp_callbacks_late_total{{{SELECTOR}}}[{RATE_INTERVAL}]))", "late"),
+                (
+                    f"sum(rate(otp_messages_conflict_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
+                    "conflict",
+                ),
+                (
+                    f"sum(rate(otp_callbacks_unknown_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
+                    "unknown code",
+                ),
             ],
             "reqps",
             width=24,
@@ -139,11 +151,11 @@ def pipeline() -> list[Panel]:
             "Processing lag p95 (received -> applied)",
             [
                 (
-                    f"histogram_quantile(0.95, sum by (le) (rate(otp_processing_lag_seconds_bucket[{RI}])))",
+                    f"histogram_quantile(0.95, sum by (le) (rate(otp_processing_lag_seconds_bucket[{RATE_INTERVAL}])))",
                     "p95",
                 ),
                 (
-                    f"sum(rate(otp_ingest_batch_size_sum[{RI}])) / sum(rate(otp_ingest_batch_size_count[{RI}]))",
+                    f"sum(rate(otp_ingest_batch_size_sum[{RATE_INTERVAL}])) / sum(rate(otp_ingest_batch_size_count[{RATE_INTERVAL}]))",
                     "mean batch size",
                 ),
             ],
@@ -157,7 +169,12 @@ def pipeline() -> list[Panel]:
         ),
         Panel(
             "Rejected callbacks by reason",
-            [(f"sum by (reason) (rate(otp_callbacks_rejected_total[{RI}]))", "{{reason}}")],
+            [
+                (
+                    f"sum by (reason) (rate(otp_callbacks_rejected_total[{RATE_INTERVAL}]))",
+                    "{{reason}}",
+                )
+            ],
             "reqps",
             width=8,
         ),
@@ -165,7 +182,7 @@ def pipeline() -> list[Panel]:
             "HTTP responses by route and code",
             [
                 (
-                    f"sum by (route, code) (rate(otp_http_requests_total[{RI}]))",
+                    f"sum by (route, code) (rate(otp_http_requests_total[{RATE_INTERVAL}]))",
                     "{{code}} {{route}}",
                 )
             ],
@@ -176,7 +193,7 @@ def pipeline() -> list[Panel]:
             "HTTP p99 duration by route",
             [
                 (
-                    f"histogram_quantile(0.99, sum by (route, le) (rate(otp_http_request_duration_seconds_bucket[{RI}])))",
+                    f"histogram_quantile(0.99, sum by (route, le) (rate(otp_http_request_duration_seconds_bucket[{RATE_INTERVAL}])))",
                     "{{route}}",
                 )
             ],
@@ -204,7 +221,7 @@ def panels() -> Iterator[tuple[str, Panel]]:
 def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     kind = "barchart" if panel.kind == "barchart-daily" else panel.kind
     targets = [
-        {"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": DS}
+        {"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": DATASOURCE}
         for i, (expr, legend) in enumerate(panel.exprs)
     ]
     if panel.kind == "barchart-daily":
@@ -215,7 +232,7 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
         "type": "timeseries" if kind == "barchart" else kind,
         "title": panel.title,
         "description": panel.description,
-        "datasource": DS,
+        "datasource": DATASOURCE,
         "gridPos": {"h": 8, "w": panel.width, "x": x, "y": y},
         "targets": targets,
         "fieldConfig": {"defaults": _defaults(panel, kind), "overrides": []},
@@ -236,7 +253,7 @@ def _variables() -> list[dict[str, Any]]:
             "name": name,
             "label": name.capitalize(),
             "type": "query",
-            "datasource": DS,
+            "datasource": DATASOURCE,
             "query": {"query": q, "refId": name},
             "definition": q,
             "refresh": 2,

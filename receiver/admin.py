@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.read import BillingRow
 from receiver import auth
 from receiver.context import Context
 from receiver.errors import Rejected
-from workers.store import BillingRow
 
 MAX_BILLING_DAYS = 366
 
@@ -22,7 +22,7 @@ def message(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     auth.check_admin(request, ctx.settings.admin_token)
     provider, message_id = request.path_params["provider"], request.path_params["message_id"]
-    view = ctx.store.message(provider, message_id)
+    view = ctx.reader.message(provider, message_id)
     if view is None:
         raise Rejected("message_not_found", "no callback seen for this message", 404)
     return JSONResponse(asdict(view))
@@ -32,7 +32,7 @@ def billing(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     auth.check_admin(request, ctx.settings.admin_token)
     start, end = _range(request.query_params.get("from"), request.query_params.get("to"))
-    rows = ctx.store.billing(start, end)
+    rows = ctx.reader.billing(start, end)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(_csv(rows), media_type="text/csv")
     return JSONResponse(

@@ -95,9 +95,10 @@ async def rejected(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith(CALLBACK_ROUTES):
         await request.app.state.ctx.batcher.count(counters.REJECTED.field(exc.reason))
     annotate(request.scope, reason=exc.reason)
+    headers = None
     if isinstance(exc, Unavailable):
-        return exc.response({"Retry-After": str(request.app.state.ctx.settings.retry_after)})
-    return exc.response()
+        headers = {"Retry-After": str(request.app.state.ctx.settings.retry_after)}
+    return JSONResponse(exc.body(), exc.status_code, headers=headers)
 
 
 async def redis_error(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from core.clock import now_ms
 from core.events import Event
 from receiver import body
 from receiver.context import Context
@@ -20,10 +21,10 @@ from receiver.credentials import closed
 from receiver.errors import Rejected
 from receiver.http_metrics import annotate
 from receiver.providers import fields, meta, telnyx, twilio, verihubs
-from workers.store import now_ms
 
 
-def _context(request: Request, provider: str) -> Context:
+def _check_source(request: Request, provider: str) -> Context:
+    """Refuse a source outside the provider's allowlist (403); the app's context otherwise."""
     ctx: Context = request.app.state.ctx
     annotate(request.scope, provider=provider)
     ctx.sources.check(provider, request.client.host if request.client else None)
@@ -31,7 +32,7 @@ def _context(request: Request, provider: str) -> Context:
 
 
 async def verihubs_callback(request: Request) -> JSONResponse:
-    ctx = _context(request, verihubs.PROVIDER)
+    ctx = _check_source(request, verihubs.PROVIDER)
     if request.method == "HEAD":  # Starlette answers HEAD on GET routes: it must store nothing
         raise Rejected("method_not_allowed", "use GET or POST", 405)
     token = ctx.credentials.required(ctx.credentials.callback_token)
@@ -51,7 +52,7 @@ async def verihubs_callback(request: Request) -> JSONResponse:
 
 
 async def telnyx_callback(request: Request) -> JSONResponse:
-    ctx = _context(request, telnyx.PROVIDER)
+    ctx = _check_source(request, telnyx.PROVIDER)
     key = ctx.credentials.required(ctx.credentials.telnyx_key)
     raw = await body.read(request, ctx.settings.max_body_bytes)
     if key is not None:
@@ -61,7 +62,7 @@ async def telnyx_callback(request: Request) -> JSONResponse:
 
 
 async def meta_subscribe(request: Request) -> PlainTextResponse:
-    ctx = _context(request, meta.PROVIDER)
+    ctx = _check_source(request, meta.PROVIDER)
     token = ctx.credentials.meta_verify_token
     if token is None:  # closed even when opted out: there is nothing to verify against
         raise closed()
@@ -69,7 +70,7 @@ async def meta_subscribe(request: Request) -> PlainTextResponse:
 
 
 async def meta_callback(request: Request) -> JSONResponse:
-    ctx = _context(request, meta.PROVIDER)
+    ctx = _check_source(request, meta.PROVIDER)
     secret = ctx.credentials.required(ctx.credentials.meta_secret)
     raw = await body.read(request, ctx.settings.max_body_bytes)
     if secret is not None:
@@ -79,7 +80,7 @@ async def meta_callback(request: Request) -> JSONResponse:
 
 
 async def twilio_callback(request: Request) -> JSONResponse:
-    ctx = _context(request, twilio.PROVIDER)
+    ctx = _check_source(request, twilio.PROVIDER)
     validator = ctx.credentials.required(ctx.credentials.twilio)
     raw = await body.read(request, ctx.settings.max_body_bytes)
     # Parsed before the signature check: Twilio signs the form's fields, not the raw body.

@@ -17,14 +17,14 @@ from redis import Redis, RedisError
 from rq import Queue
 
 from core import counters
-from workers.store import Store
+from core.read import Reader
 
 Labels = tuple[str, ...]
 
 
 class RedisCollector(Collector):
-    def __init__(self, store: Store, queue: Queue) -> None:
-        self.store = store
+    def __init__(self, reader: Reader, queue: Queue) -> None:
+        self.reader = reader
         self.queue = queue
 
     def collect(self) -> Iterator[Metric]:
@@ -42,7 +42,7 @@ class RedisCollector(Collector):
         return iter([*metrics, up])
 
     def _counters(self) -> Iterator[Metric]:
-        values = self.store.counters()
+        values = self.reader.counters()
         for family in counters.FAMILIES:
             rows = _rows(values, family.key)
             yield _histogram(family, rows) if family.is_histogram else _counter(family, rows)

@@ -8,20 +8,20 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
+from core.read import Reader
 from core.settings import Settings
 from receiver.batcher import GroupCommit
 from receiver.collector import RedisCollector
 from receiver.credentials import Credentials, Sources
 from receiver.http_metrics import HttpMetrics
 from receiver.queue_writer import QueueWriter
-from workers.store import Store
 
 
 @dataclass
 class Context:
     settings: Settings
     redis: Redis
-    store: Store
+    reader: Reader
     batcher: GroupCommit
     registry: CollectorRegistry
     http: HttpMetrics
@@ -30,13 +30,13 @@ class Context:
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
-        store = Store(redis, settings.message_ttl, settings.failed_job_ttl)
+        reader = Reader(redis)
         writer = QueueWriter(redis, settings)
-        registry.register(RedisCollector(store, Queue(settings.queue_name, connection=redis)))
+        registry.register(RedisCollector(reader, Queue(settings.queue_name, connection=redis)))
         return cls(
             settings=settings,
             redis=redis,
-            store=store,
+            reader=reader,
             batcher=GroupCommit(writer, settings.max_batch, settings.max_backlog),
             registry=registry,
             http=HttpMetrics(registry),

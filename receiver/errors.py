@@ -1,8 +1,10 @@
-"""Refusals: each carries its HTTP status, a bounded metric reason and a message for the caller."""
+"""Refusals: plain exceptions (no web framework) that the app turns into JSON answers.
+
+Each carries its HTTP status, a bounded metric reason and a message for the caller, so the
+sans-I/O provider modules can refuse without knowing how the answer is sent.
+"""
 
 from __future__ import annotations
-
-from starlette.responses import JSONResponse
 
 
 class Rejected(Exception):
@@ -15,8 +17,8 @@ class Rejected(Exception):
         if status_code is not None:
             self.status_code = status_code
 
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": self.message}, self.status_code, headers=headers)
+    def body(self) -> dict[str, str]:
+        return {"error": self.message}
 
 
 class Unavailable(Rejected):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import model, products
 from core.settings import PROVIDERS
 from receiver.providers import fields, meta, telnyx, twilio, verihubs
-from workers import model, products
 
 Schema = dict[str, Any]
 

@@ -9,9 +9,8 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from core import keys
-from core.events import Event
+from core.events import APPLY_BATCH, Event
 from core.settings import Settings
-from workers.jobs import apply_batch
 
 
 class QueueWriter:
@@ -32,7 +31,7 @@ class QueueWriter:
 
     def _job(self, events: list[Event]) -> Job:
         return self.queue.create_job(
-            apply_batch,
+            APPLY_BATCH,
             args=([e.to_wire() for e in events],),
             description=f"apply {len(events)} callbacks",
             timeout=self.settings.job_timeout,

@@ -10,6 +10,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from core.embedded import RedisServer
+from core.read import Reader
 from core.settings import Settings
 from workers import jobs
 from workers.store import Store
@@ -54,6 +55,11 @@ def store(redis: Redis, settings: Settings) -> Store:
     store = Store(redis, settings.message_ttl, settings.failed_job_ttl)
     jobs.bind(store)
     return store
+
+
+@pytest.fixture
+def reader(redis: Redis) -> Reader:
+    return Reader(redis)
 
 
 def run_jobs(redis: Redis, settings: Settings) -> None:

@@ -8,11 +8,10 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import counters
+from core import counters, model, products
 from core.events import Event
 from receiver.queue_writer import QueueWriter
 from tests.conftest import run_jobs
-from workers import model, products
 
 DAY_MS = 86_400_000
 MIDNIGHT = 1_795_564_800_000  # 2026-11-24T00:00:00Z
@@ -58,8 +57,8 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
         prod = products.product(e.provider, e.product)
         status = prod.status(e.code)
         lp = f"{e.provider}|{e.product}"
-        hint = None if e.billable < 0 else bool(e.billable)
-        messages[e.message_id], effect = model.apply(messages[e.message_id], prod, status, hint)
+        flag = model.BillingFlag.from_wire(e.billable)
+        messages[e.message_id], effect = model.apply(messages[e.message_id], prod, status, flag)
         counts[f"received|{lp}|{status.value if status else 'unknown'}"] += 1
         if effect.outcome in (model.Outcome.NEW, model.Outcome.LATE):
             counts[f"seen|{lp}|{status.value}"] += 1
@@ -73,7 +72,7 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
         first[e.message_id] = min(first.get(e.message_id, e.at_ms), e.at_ms)
     for mid, m in messages.items():
         provider, name = PRODUCTS.get(mid, DEFAULT)
-        if m is not None and products.product(provider, name).is_billable(m.seen, m.hints):
+        if m is not None and products.product(provider, name).is_billable(m.seen, m.flags):
             billing[f"{first[mid] // DAY_MS}|{provider}|{name}"] += 1
     states = {
         mid: (model.current_state(m.seen).value if m.seen else "none")
@@ -83,26 +82,26 @@ def reference(events: list[Event]) -> tuple[Counter[str], Counter[str], dict[str
     return +counts, +billing, states
 
 
-def stored(redis, store, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dict[str, str]]:
-    values = store.counters()
+def stored(redis, reader, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dict[str, str]]:
+    values = reader.counters()
     kept = Counter({k: v for k, v in values.items() if not _is_histogram(k)})
     billing = Counter({k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items()})
-    views = {m: store.message(PRODUCTS.get(m, DEFAULT)[0], m) for m in ids}
+    views = {m: reader.message(PRODUCTS.get(m, DEFAULT)[0], m) for m in ids}
     return +kept, +billing, {m: v.state for m, v in views.items() if v}
 
 
 @SLOW
 @given(callbacks)
-def test_lua_agrees_with_the_model_event_by_event(redis, store, events):
+def test_lua_agrees_with_the_model_event_by_event(redis, store, reader, events):
     redis.flushall()
     for i, e in enumerate(events):
         store.apply(f"batch-{i}", [e])
-    assert stored(redis, store) == reference(events)
+    assert stored(redis, reader) == reference(events)
 
 
 @SLOW
 @given(callbacks, st.randoms(use_true_random=False))
-def test_worker_converges_for_any_order_and_repetition(redis, store, settings, events, rnd):
+def test_worker_converges_for_any_order_and_repetition(redis, store, reader, settings, events, rnd):
     """Shuffled, duplicated callbacks in random batches, through RQ: same state and billing."""
     redis.flushall()
     copies = events + rnd.sample(events, k=len(events) // 2)
@@ -114,7 +113,7 @@ def test_worker_converges_for_any_order_and_repetition(redis, store, settings, e
         writer.write(copies[i : i + size], Counter())
         i += size
     run_jobs(redis, settings)
-    got_counts, got_billing, got_states = stored(redis, store)
+    got_counts, got_billing, got_states = stored(redis, reader)
     want_counts, want_billing, want_states = reference(events)
     assert (got_billing, got_states) == (want_billing, want_states)
     for family in ("started", "conflict"):
@@ -132,32 +131,34 @@ def _family(values: Counter[str], key: str) -> int:
     return sum(v for k, v in values.items() if k.startswith(key + "|"))
 
 
-def test_a_batch_applied_twice_counts_once(redis, store):
+def test_a_batch_applied_twice_counts_once(redis, store, reader):
     batch = [event("m0", 0), event("m0", 2), event("m0", 2), event("m1", 9)]
     first = store.apply("same-batch", batch)
-    snapshot = (store.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0"))
+    snapshot = (reader.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0"))
     assert store.apply("same-batch", batch) == [None] * 4
-    assert (store.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0")) == (
-        snapshot
-    )
+    assert (
+        reader.counters(),
+        redis.hgetall("otp:billing"),
+        redis.hgetall("otp:m:verihubs:m0"),
+    ) == (snapshot)
     assert [o.value for o in first] == ["new", "new", "duplicate", "new"]
 
 
-def test_a_partly_applied_batch_finishes_without_double_counting(redis, store):
+def test_a_partly_applied_batch_finishes_without_double_counting(redis, store, reader):
     batch = [event(random.choice(sorted(PRODUCTS)), random.randrange(14)) for _ in range(50)]
     store.apply("half", batch[:20])  # as if the worker died after 20 events
     store.apply("half", batch)  # the retried job replays all of it
-    assert stored(redis, store) == reference(batch)
+    assert stored(redis, reader) == reference(batch)
 
 
-def test_latency_is_observed_once_whatever_the_order(redis, store):
+def test_latency_is_observed_once_whatever_the_order(redis, store, reader):
     t = MIDNIGHT
     delivered = Event("verihubs", "whatsapp-otp", "x", 2, t + 1500, t + 1500)
     sent = Event("verihubs", "whatsapp-otp", "x", 1, t, t)
     verified = Event("verihubs", "whatsapp-otp", "x", 4, t + 45_000, t + 45_000)
     store.apply("b1", [delivered, verified])
     store.apply("b2", [sent, sent])
-    values = store.counters()
+    values = reader.counters()
     lat = counters.LATENCIES
     bucket = counters.LATENCY_BUCKETS.index(2)  # 1.5 s falls in le=2
     assert values[f"{lat['delivery'].key}|verihubs|whatsapp-otp|b{bucket}"] == 1
@@ -166,21 +167,21 @@ def test_latency_is_observed_once_whatever_the_order(redis, store):
     assert not any(k.startswith(lat["read"].key) for k in values)
 
 
-def test_batch_size_is_observed_once_per_batch(redis, store):
+def test_batch_size_is_observed_once_per_batch(redis, store, reader):
     batch = [event("m0", c) for c in range(5)]
     store.apply("b", batch)
     store.apply("b", batch)  # replayed
-    values = store.counters()
+    values = reader.counters()
     assert values["batch|sum"] == 5
     assert values[f"batch|b{counters.BATCH_BUCKETS.index(8)}"] == 1
 
 
-def test_unknown_code_is_recorded_and_changes_no_state(redis, store):
+def test_unknown_code_is_recorded_and_changes_no_state(redis, store, reader):
     store.apply("b", [event("m0", 1), event("m0", UNKNOWN_CODE)])
-    view = store.message("verihubs", "m0")
+    view = reader.message("verihubs", "m0")
     assert view.state == "sent"
     assert [u.code for u in view.unknown] == [UNKNOWN_CODE]
-    assert store.counters()["unknown|verihubs|whatsapp-otp"] == 1
+    assert reader.counters()["unknown|verihubs|whatsapp-otp"] == 1
 
 
 def test_message_state_expires_but_billing_survives(redis, store):
@@ -190,14 +191,14 @@ def test_message_state_expires_but_billing_survives(redis, store):
     assert redis.ttl("otp:billing") == -1
 
 
-def test_apply_survives_a_flushed_script_cache(redis, store):
+def test_apply_survives_a_flushed_script_cache(redis, store, reader):
     store.apply("b1", [event("m0", 1)])
     redis.script_flush()  # as after a Redis restart
     store.apply("b2", [event("m0", 2)])
-    assert store.message("verihubs", "m0").state == "delivered"
+    assert reader.message("verihubs", "m0").state == "delivered"
 
 
-def test_copies_with_different_times_converge_on_the_earliest(redis, store):
+def test_copies_with_different_times_converge_on_the_earliest(redis, store, reader):
     """Verihubs and Twilio send no time: copies of one status carry their receipt times."""
     before, after = MIDNIGHT - 1000, MIDNIGHT + 1000
     outcomes = {}
@@ -206,8 +207,18 @@ def test_copies_with_different_times_converge_on_the_earliest(redis, store):
         for i, at in enumerate(order):
             store.apply(f"b{i}", [Event("verihubs", "whatsapp-otp", "t", 0, at, at)])
             store.apply(f"u{i}", [Event("verihubs", "whatsapp-otp", "t", UNKNOWN_CODE, at, at)])
-        view = store.message("verihubs", "t")
+        view = reader.message("verihubs", "t")
         billing = {k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items() if int(v)}
         outcomes[order] = (view.first_seen, view.statuses, view.unknown, billing)
     assert outcomes[(before, after)] == outcomes[(after, before)]
     assert list(outcomes[(before, after)][3]) == [f"{before // DAY_MS}|verihubs|whatsapp-otp"]
+
+
+def test_the_job_import_string_names_the_workers_job():
+    """The receiver enqueues by import string; it must resolve to the function RQ runs."""
+    from rq.utils import import_attribute
+
+    from core.events import APPLY_BATCH
+    from workers.jobs import apply_batch
+
+    assert import_attribute(APPLY_BATCH) is apply_batch

@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers import model, products
-from workers.model import Message, Outcome, Status
+from core import model, products
+from core.model import BillingFlag, Message, Outcome, Status
 
 OTP = products.product("verihubs", "whatsapp-otp")
 MSG = products.product("verihubs", "whatsapp-message")
@@ -21,8 +21,9 @@ ALL_SETS = [  # all 16,384 subsets of the 14 statuses
 ]
 
 
-def replay(prod, statuses, hints=None):
-    message, effects = run(prod, zip(statuses, hints or [None] * len(statuses), strict=True))
+def replay(prod, statuses, flags=None):
+    pairs = zip(statuses, flags or [BillingFlag.NONE] * len(statuses), strict=True)
+    message, effects = run(prod, pairs)
     return message.seen, effects
 
 
@@ -119,7 +120,12 @@ def test_requested_then_failed_is_reversed():
 
 
 callbacks = st.lists(
-    st.tuples(st.sampled_from([*model.ORDER, None]), st.sampled_from([None, None, False, True])),
+    st.tuples(
+        st.sampled_from([*model.ORDER, None]),
+        st.sampled_from(
+            [BillingFlag.NONE, BillingFlag.NONE, BillingFlag.NOT_BILLABLE, BillingFlag.BILLABLE]
+        ),
+    ),
     max_size=14,
 )
 all_products = st.sampled_from(list(products.PRODUCTS.values()))
@@ -127,8 +133,8 @@ all_products = st.sampled_from(list(products.PRODUCTS.values()))
 
 def run(prod, pairs):
     message, effects = None, []
-    for status, hint in pairs:
-        message, effect = model.apply(message, prod, status, hint)
+    for status, flag in pairs:
+        message, effect = model.apply(message, prod, status, flag)
         effects.append(effect)
     return message or Message(), effects
 
@@ -170,7 +176,7 @@ def test_a_permutation_counts_the_same_duplicates_and_unknowns(prod, pairs, rnd)
 def test_net_billable_matches_the_final_state(prod, pairs):
     message, effects = run(prod, pairs)
     assert sum(e.billable_delta for e in effects) == int(
-        prod.is_billable(message.seen, message.hints)
+        prod.is_billable(message.seen, message.flags)
     )
 
 
@@ -200,10 +206,12 @@ def test_sms_otp_codes_and_billing():
 def test_a_providers_billing_flag_decides_where_present():
     assert not META.is_billable({Status.SENT})
     assert META.is_billable({Status.DELIVERED})
-    assert not META.is_billable({Status.DELIVERED}, frozenset({False}))
-    assert META.is_billable({Status.SENT}, frozenset({True}))
-    assert META.is_billable({Status.DELIVERED}, frozenset({False, True}))
+    assert not META.is_billable({Status.DELIVERED}, BillingFlag.NOT_BILLABLE)
+    assert META.is_billable({Status.SENT}, BillingFlag.BILLABLE)
+    assert META.is_billable({Status.DELIVERED}, BillingFlag.NOT_BILLABLE | BillingFlag.BILLABLE)
     # pricing.billable is Meta's estimate at `sent`: a message that then failed is free.
-    assert not META.is_billable({Status.SENT, Status.FAILED}, frozenset({True}))
-    _, effects = replay(META, [Status.SENT, Status.DELIVERED], hints=[True, True])
+    assert not META.is_billable({Status.SENT, Status.FAILED}, BillingFlag.BILLABLE)
+    _, effects = replay(
+        META, [Status.SENT, Status.DELIVERED], flags=[BillingFlag.BILLABLE, BillingFlag.BILLABLE]
+    )
     assert [e.billable_delta for e in effects] == [1, 0]

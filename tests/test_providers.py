@@ -13,11 +13,11 @@ import pytest
 from nacl.signing import SigningKey
 from twilio.request_validator import RequestValidator
 
+from core import products
+from core.model import Status
 from receiver import body
 from receiver.errors import Rejected
 from receiver.providers import fields, meta, telnyx, twilio, verihubs
-from workers import products
-from workers.model import Status
 
 NOW = 1_795_000_000.0  # the "current" unix time of these tests (November 2026)
 NOW_MS = int(NOW * 1000)

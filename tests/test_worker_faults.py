@@ -19,7 +19,7 @@ TOTAL = 40_000
 
 
 def test_killed_worker_job_is_retried_without_double_counting(
-    redis, redis_server, store, settings, tmp_path
+    redis, redis_server, store, reader, settings, tmp_path
 ):
     rng = random.Random(7)
     ids = [f"k{i}" for i in range(2000)]
@@ -28,10 +28,10 @@ def test_killed_worker_job_is_retried_without_double_counting(
 
     stack = Stack(redis_server.url, tmp_path, LOG_LEVEL="warning")
     worker = stack.start_worker()
-    wait_until(lambda: _received(store) > 0, what="the worker to start applying")
+    wait_until(lambda: _received(reader) > 0, what="the worker to start applying")
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    partly = _received(store)
+    partly = _received(reader)
     assert 0 < partly < TOTAL, "the kill should land mid-batch"
 
     # RQ's maintenance finds the job abandoned once its heartbeat lapses
@@ -42,8 +42,8 @@ def test_killed_worker_job_is_retried_without_double_counting(
     run_jobs(redis, settings)
 
     assert queue.count == 0 and queue.failed_job_registry.count == 0
-    assert stored(redis, store, ids) == reference(batch)
+    assert stored(redis, reader, ids) == reference(batch)
 
 
-def _received(store) -> int:
-    return sum(v for k, v in store.counters().items() if k.startswith("received|"))
+def _received(reader) -> int:
+    return sum(v for k, v in reader.counters().items() if k.startswith("received|"))

@@ -1,6 +1,7 @@
 -- Applies ONE callback to one message, atomically; the worker pipelines one call per event.
--- The upper-case constants are generated from workers/model.py and core/counters.py
--- (workers/script.py), so this file never restates the model's tables.
+-- The upper-case constants are generated from core/model.py, core/keys.py and
+-- core/counters.py (workers/script.py), so this file never restates the model's tables,
+-- the message hash's field names or the counter families' keys.
 --
 -- KEYS: message hash, counters hash, billing hash, applied-events bitmap of the batch
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
@@ -8,10 +9,10 @@
 --       message ttl ms, applied-bitmap ttl ms, events in the batch,
 --       the provider's billing flag (-1: none sent, 0: not billable, 1: billable)
 --
--- Message hash fields: p product, m bitmask of statuses seen, f first callback ms,
--- "<bit>" first-seen ms of that status, u<code> first-seen ms of an unknown code,
--- o latency stages already observed, d duplicates, l late arrivals,
--- b billing flags seen (1: "not billable", 2: "billable").
+-- Message hash fields (F, core.keys.MessageField): product, bitmask of statuses seen,
+-- first callback ms, latency stages already observed, duplicates, late arrivals, billing
+-- flags seen; "<bit>" is the first-seen ms of that status, F.unknown_prefix .. code that of
+-- an unknown code. Counter fields are a family's key (K) and its label values.
 local NAMES = __NAMES__
 local RANK, BY_RANK = __RANK__, __BY_RANK__
 local FAIL, EVIDENCE, OUTCOMES, STARTS = __FAIL__, __EVIDENCE__, __OUTCOMES__, __STARTS__
@@ -20,6 +21,9 @@ local STAGES = __STAGES__
 local LAT_BUCKETS = __LAT_BUCKETS__
 local LAG_BUCKETS = __LAG_BUCKETS__
 local BATCH_BUCKETS = __BATCH_BUCKETS__
+local F, K = __FIELDS__, __COUNTERS__
+local O, NO_STATE, REPLAY = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__
+local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE__
 local DAY_MS = 86400000
 
 local msg, counters, billing, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -28,11 +32,11 @@ local sbit = tonumber(ARGV[3])
 
 -- At-least-once delivery: a replayed batch (retry, dead worker) must count nothing twice.
 if redis.call('SETBIT', applied, ARGV[8], 1) == 1 then
-  return 'replay'
+  return REPLAY
 end
 redis.call('PEXPIRE', applied, ARGV[10])
 
-local h = redis.call('HMGET', msg, 'p', 'm', 'f', 'o', 'b')
+local h = redis.call('HMGET', msg, F.product, F.seen, F.first, F.observed, F.flags)
 local product = h[1] or ARGV[2]
 local lp = provider .. '|' .. product
 local charged = CHARGED[lp] or 0
@@ -54,7 +58,7 @@ local function top(m)
 end
 
 local function name(b)
-  if b < 0 then return 'none' end
+  if b < 0 then return NO_STATE end
   return NAMES[b + 1]
 end
 
@@ -63,7 +67,7 @@ end
 local function billable(m, flags)
   local t = top(m)
   if flags ~= 0 then
-    return bit.band(flags, 2) ~= 0 and (t < 0 or not has(FAIL, t))
+    return bit.band(flags, FLAG_BILLABLE) ~= 0 and (t < 0 or not has(FAIL, t))
   end
   return t >= 0 and has(charged, t)
 end
@@ -116,51 +120,51 @@ local old = tonumber(h[2] or '0')
 local first = tonumber(h[3] or ARGV[5])
 local before = top(old)
 
-incr('received|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or 'unknown'))
-observe('lag|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
+incr(K.received .. '|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or O.unknown))
+observe(K.lag .. '|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
 if ARGV[8] == '0' then
-  observe('batch', BATCH_BUCKETS, tonumber(ARGV[11]))
+  observe(K.batch, BATCH_BUCKETS, tonumber(ARGV[11]))
 end
 if h[1] == false then
-  incr('started|' .. lp)
-  redis.call('HSET', msg, 'p', product)
+  incr(K.started .. '|' .. lp)
+  redis.call('HSET', msg, F.product, product)
 end
 
 local old_flags = tonumber(h[5] or '0')
 local flags = old_flags
 local hint = tonumber(ARGV[12] or '-1')
-if hint >= 0 then flags = bit.bor(flags, hint == 1 and 2 or 1) end
+if hint >= 0 then flags = bit.bor(flags, hint == 1 and FLAG_BILLABLE or FLAG_NOT_BILLABLE) end
 
-local outcome = 'new'
+local outcome = O.new
 local m = old
 if sbit < 0 then
-  outcome = 'unknown'
-  incr('unknown|' .. lp)
-  earliest('u' .. code)
+  outcome = O.unknown
+  incr(K.unknown .. '|' .. lp)
+  earliest(F.unknown_prefix .. code)
 elseif has(old, sbit) then
   -- A duplicate changes no status. Its time and billing flag are merged (earliest time, set
   -- of flags), so which copy arrives first does not matter.
-  outcome = 'duplicate'
-  incr('duplicate|' .. lp)
-  redis.call('HINCRBY', msg, 'd', 1)
+  outcome = O.duplicate
+  incr(K.duplicate .. '|' .. lp)
+  redis.call('HINCRBY', msg, F.duplicates, 1)
   earliest(tostring(sbit))
 else
   if before >= 0 and RANK[sbit + 1] < RANK[before + 1] then
-    outcome = 'late'
-    incr('late|' .. lp)
-    redis.call('HINCRBY', msg, 'l', 1)
+    outcome = O.late
+    incr(K.late .. '|' .. lp)
+    redis.call('HINCRBY', msg, F.late, 1)
   end
   m = bit.bor(old, bit.lshift(1, sbit))
   redis.call('HSET', msg, tostring(sbit), ARGV[5])
-  incr('seen|' .. lp .. '|' .. NAMES[sbit + 1])
+  incr(K.seen .. '|' .. lp .. '|' .. NAMES[sbit + 1])
 end
 
 local after = top(m)
 if after ~= before then
-  incr('transition|' .. lp .. '|' .. name(before) .. '|' .. name(after))
+  incr(K.transitions .. '|' .. lp .. '|' .. name(before) .. '|' .. name(after))
 end
 if conflicted(m) and not conflicted(old) then
-  incr('conflict|' .. lp)
+  incr(K.conflict .. '|' .. lp)
 end
 
 -- Billing: the message counts once, on the UTC day of its first callback, while its current
@@ -175,24 +179,24 @@ if is and (not was or old_day ~= new_day) then
   redis.call('HINCRBY', billing, new_day .. '|' .. lp, 1)
 end
 if is and not was then
-  incr('billable|' .. lp)
+  incr(K.billable .. '|' .. lp)
 elseif was and not is then
-  incr('billable_reversed|' .. lp)
+  incr(K.billable_reversed .. '|' .. lp)
 end
 
 if m ~= old then
   local observed = tonumber(h[4] or '0')
   local now_observed = observe_latencies(m, observed)
   if now_observed ~= observed then
-    redis.call('HSET', msg, 'o', now_observed)
+    redis.call('HSET', msg, F.observed, now_observed)
   end
 end
 -- A duplicate usually changes neither: skip the write (h[3] is unset on a new message).
 if m ~= old or now_first ~= first or h[3] == false then
-  redis.call('HSET', msg, 'm', m, 'f', now_first)
+  redis.call('HSET', msg, F.seen, m, F.first, now_first)
 end
 if flags ~= old_flags then
-  redis.call('HSET', msg, 'b', flags)
+  redis.call('HSET', msg, F.flags, flags)
 end
 redis.call('PEXPIRE', msg, ARGV[9])
 return outcome

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from rq import get_current_job
 
 from core.events import Event
-from workers.model import Outcome
+from core.model import Outcome
 from workers.store import Store
 
 log = structlog.get_logger("worker")

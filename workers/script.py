@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import cache
 from importlib.resources import files
 
-from core import counters
-from workers import model, products
+from core import counters, keys, model, products
+
+# What the script answers for an event of a batch that was applied before.
+REPLAY = "replay"
 
 
 def _lua_list(items: Iterable[object]) -> str:
@@ -24,6 +27,17 @@ def _lua_value(value: object) -> str:
 
 def _ms(bounds: Iterable[float]) -> str:
     return _lua_list(round(b * 1000) for b in bounds)
+
+
+def _lua_table(entries: dict[str, object]) -> str:
+    return "{" + ", ".join(f"{k} = {_lua_value(v)}" for k, v in entries.items()) + "}"
+
+
+def _counter_keys() -> dict[str, str]:
+    """Each counter family's key under its constant's name in `core.counters` (RECEIVED ->
+    K.received): the script names a family, never restates its key."""
+    families = vars(counters).items()
+    return {name.lower(): f.key for name, f in families if isinstance(f, counters.Family)}
 
 
 def constants() -> dict[str, str]:
@@ -43,6 +57,13 @@ def constants() -> dict[str, str]:
         "__LAT_BUCKETS__": _ms(counters.LATENCY_BUCKETS),
         "__LAG_BUCKETS__": _ms(counters.LAG_BUCKETS),
         "__BATCH_BUCKETS__": _lua_list(counters.BATCH_BUCKETS),
+        "__FIELDS__": _lua_table({f.name.lower(): f.value for f in keys.MessageField}),
+        "__COUNTERS__": _lua_table(_counter_keys()),
+        "__OUTCOME_NAMES__": _lua_table({o.name.lower(): o.value for o in model.Outcome}),
+        "__NO_STATE__": _lua_value(model.NO_STATE),
+        "__REPLAY__": _lua_value(REPLAY),
+        "__FLAG_BILLABLE__": str(int(model.BillingFlag.BILLABLE)),
+        "__FLAG_NOT_BILLABLE__": str(int(model.BillingFlag.NOT_BILLABLE)),
     }
 
 
@@ -51,4 +72,7 @@ def source() -> str:
     text = files("workers").joinpath("apply.lua").read_text()
     for name, value in constants().items():
         text = text.replace(name, value)
+    left = re.findall(r"__[A-Z_]+__", text)
+    if left:
+        raise RuntimeError(f"apply.lua names constants the renderer does not know: {left}")
     return text

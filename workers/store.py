@@ -1,68 +1,25 @@
-"""Redis storage: applying events, and reading messages, billing and counters back.
+"""The write side: applying events to Redis through the Lua script, one call per event.
 
 Write functions take an optional pipeline, so callers batch many writes in one round trip.
+Reads live in `core/read.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from core import keys
+from core import keys, model, products
+from core.clock import now_ms
 from core.events import Event
-from workers import model, products, script
+from workers import script
 
-EPOCH = date(1970, 1, 1)
 # Bounds the memory of one round trip when a large batch is replayed.
 PIPELINE_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class StatusSeen:
-    status: str
-    first_seen: str
-
-
-@dataclass(frozen=True)
-class UnknownCode:
-    code: int
-    first_seen: str
-
-
-@dataclass(frozen=True)
-class MessageView:
-    provider: str
-    message_id: str
-    product: str
-    state: str
-    billable: bool
-    first_seen: str
-    statuses: list[StatusSeen]
-    unknown: list[UnknownCode]
-    anomalies: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BillingRow:
-    day: date
-    provider: str
-    product: str
-    billable: int
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Store:
@@ -136,60 +93,7 @@ class Store:
                 e.billable,
             )
 
-    def message(self, provider: str, message_id: str) -> MessageView | None:
-        raw = self.redis.hgetall(keys.message(provider, message_id))
-        if not raw:
-            return None
-        return _message_view(provider, message_id, {k.decode(): v.decode() for k, v in raw.items()})
-
-    def billing(self, start: date, end: date) -> list[BillingRow]:
-        rows = [
-            _billing_row(k.decode(), int(v)) for k, v in self.redis.hgetall(keys.BILLING).items()
-        ]
-        wanted = [r for r in rows if start <= r.day <= end and r.billable]
-        return sorted(wanted, key=lambda r: (r.day, r.provider, r.product))
-
-    def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.COUNTERS).items()}
-
 
 def _outcome(result: bytes) -> model.Outcome | None:
-    return None if result == b"replay" else model.Outcome(result.decode())
-
-
-def _billing_row(field_name: str, count: int) -> BillingRow:
-    day, provider, product = field_name.split("|", 2)
-    return BillingRow(EPOCH + timedelta(days=int(day)), provider, product, count)
-
-
-def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> MessageView:
-    seen = model.from_mask(int(raw.get("m", "0")))
-    flags = int(raw.get("b", "0"))
-    hints = frozenset(h for h, b in ((False, 1), (True, 2)) if flags & b)
-    prod = products.product(provider, raw["p"])
-    state = model.current_state(seen)
-    anomalies = {"duplicates": int(raw.get("d", 0)), "late": int(raw.get("l", 0))}
-    anomalies["conflict"] = int(model.is_conflict(seen))
-    return MessageView(
-        provider=provider,
-        message_id=message_id,
-        product=raw["p"],
-        state=state.value if state else model.NO_STATE,
-        billable=bool(prod and prod.is_billable(seen, hints)),
-        first_seen=iso(int(raw["f"])),
-        statuses=_seen(raw, seen),
-        unknown=_unknown(raw),
-        anomalies={k: v for k, v in anomalies.items() if v},
-    )
-
-
-def _seen(raw: dict[str, str], seen: Iterable[model.Status]) -> list[StatusSeen]:
-    return sorted(
-        (StatusSeen(s.value, iso(int(raw[str(s.bit)]))) for s in seen),
-        key=lambda s: s.first_seen,
-    )
-
-
-def _unknown(raw: dict[str, str]) -> list[UnknownCode]:
-    codes = [(int(k[1:]), int(v)) for k, v in raw.items() if k.startswith("u")]
-    return [UnknownCode(code, iso(ms)) for code, ms in sorted(codes)]
+    text = result.decode()
+    return None if text == script.REPLAY else model.Outcome(text)

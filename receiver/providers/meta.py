@@ -12,22 +12,21 @@ import hmac
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from core import products
 from core.events import Event
+from core.model import Status
 from receiver.errors import Rejected
 from receiver.providers import fields
-from workers import products
-from workers.model import Status
 
 PROVIDER = "meta"
 PRODUCT = "whatsapp"
 SIGNATURE = "x-hub-signature-256"
 MAX_CHALLENGE = 128
-C = products.CODE_OF
 STATUS_CODES: Mapping[str, int] = {
-    "sent": C[Status.SENT],
-    "delivered": C[Status.DELIVERED],
-    "read": C[Status.READ],
-    "failed": C[Status.FAILED],
+    "sent": products.CODE_OF[Status.SENT],
+    "delivered": products.CODE_OF[Status.DELIVERED],
+    "read": products.CODE_OF[Status.READ],
+    "failed": products.CODE_OF[Status.FAILED],
 }
 
 

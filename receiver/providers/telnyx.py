@@ -14,20 +14,19 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from core import products
 from core.events import Event
+from core.model import Status
 from receiver.errors import Rejected
 from receiver.providers import fields
-from workers import products
-from workers.model import Status
 
 PROVIDER = "telnyx"
 SIGNATURE = "telnyx-signature-ed25519"
 TIMESTAMP = "telnyx-timestamp"
-C = products.CODE_OF
 EVENT_CODES: Mapping[str, int] = {
-    "verify.sent": C[Status.SENT],
-    "verify.delivered": C[Status.DELIVERED],
-    "verify.failed": C[Status.FAILED],
+    "verify.sent": products.CODE_OF[Status.SENT],
+    "verify.delivered": products.CODE_OF[Status.DELIVERED],
+    "verify.failed": products.CODE_OF[Status.FAILED],
 }
 # A completed verification counts as verified only when the code was accepted.
 COMPLETED = frozenset({"verification.complete", "verify.completed"})
@@ -74,5 +73,5 @@ def channel(data: Mapping[str, Any]) -> str:
 def code(event_type: str, data: Mapping[str, Any]) -> int:
     if event_type in COMPLETED:
         accepted = fields.get(data, "data.payload.status") == "accepted"
-        return C[Status.VERIFIED] if accepted else products.UNKNOWN_CODE
+        return products.CODE_OF[Status.VERIFIED] if accepted else products.UNKNOWN_CODE
     return EVENT_CODES.get(event_type, products.UNKNOWN_CODE)

@@ -11,25 +11,24 @@ from collections.abc import Mapping
 
 from twilio.request_validator import RequestValidator
 
+from core import products
 from core.events import Event
+from core.model import Status
 from receiver.errors import Rejected
 from receiver.providers import fields
-from workers import products
-from workers.model import Status
 
 PROVIDER = "twilio"
 SIGNATURE = "x-twilio-signature"
-C = products.CODE_OF
 STATUS_CODES: Mapping[str, int] = {
-    "accepted": C[Status.REQUESTED],
-    "scheduled": C[Status.REQUESTED],
-    "queued": C[Status.REQUESTED],
-    "sending": C[Status.SENT],
-    "sent": C[Status.SENT],
-    "delivered": C[Status.DELIVERED],
-    "read": C[Status.READ],
-    "undelivered": C[Status.UNDELIVERED],
-    "failed": C[Status.FAILED],
+    "accepted": products.CODE_OF[Status.REQUESTED],
+    "scheduled": products.CODE_OF[Status.REQUESTED],
+    "queued": products.CODE_OF[Status.REQUESTED],
+    "sending": products.CODE_OF[Status.SENT],
+    "sent": products.CODE_OF[Status.SENT],
+    "delivered": products.CODE_OF[Status.DELIVERED],
+    "read": products.CODE_OF[Status.READ],
+    "undelivered": products.CODE_OF[Status.UNDELIVERED],
+    "failed": products.CODE_OF[Status.FAILED],
 }
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from core import products
 from core.events import Event
 from receiver.errors import Rejected
 from receiver.providers import fields
-from workers import products
 
 PROVIDER = "verihubs"
 STATUS_RE = re.compile(r"-?[0-9]{1,6}")

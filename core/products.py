@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import cache
 
-from workers.model import Product, Status
+from core.model import Product, Status
 
 # Stored in message hashes (unknown codes) and job payloads: append-only.
 CANONICAL_CODES: Mapping[int, Status] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntFlag, StrEnum
 
 
 class Status(StrEnum):
@@ -49,6 +49,24 @@ class Kind(StrEnum):
     PROGRESS = "progress"
     FAILURE = "failure"
     OUTCOME = "outcome"
+
+
+class BillingFlag(IntFlag):
+    """The billing flags a provider sent for a message (Meta's `pricing.billable`), as a set.
+
+    The values are the bits stored in the message hash: append-only.
+    """
+
+    NONE = 0
+    NOT_BILLABLE = 1
+    BILLABLE = 2
+
+    @classmethod
+    def from_wire(cls, billable: int) -> BillingFlag:
+        """An Event's `billable` (-1 none sent, 0 not billable, 1 billable) as a flag."""
+        if billable < 0:
+            return cls.NONE
+        return cls.BILLABLE if billable else cls.NOT_BILLABLE
 
 
 class Outcome(StrEnum):
@@ -140,13 +158,13 @@ class Product:
     def status(self, code: int) -> Status | None:
         return self.codes.get(code)
 
-    def is_billable(self, seen: Iterable[Status], hints: frozenset[bool] = frozenset()) -> bool:
+    def is_billable(self, seen: Iterable[Status], flags: BillingFlag = BillingFlag.NONE) -> bool:
         """The provider's own per-message billing flag decides where it sent one (Meta's
         `pricing.billable`, an estimate made at `sent`): billable if any callback said so,
         unless the message then failed. Else the status table does."""
         state = current_state(seen)
-        if hints:
-            return True in hints and state not in FAILURES
+        if flags:
+            return BillingFlag.BILLABLE in flags and state not in FAILURES
         return state in self.charged
 
 
@@ -155,7 +173,7 @@ class Message:
     """What is kept of a message: the set of statuses and the set of billing flags seen."""
 
     seen: frozenset[Status] = frozenset()
-    hints: frozenset[bool] = frozenset()
+    flags: BillingFlag = BillingFlag.NONE
 
 
 @dataclass(frozen=True)
@@ -188,14 +206,17 @@ def classify(seen: frozenset[Status], status: Status | None) -> Outcome:
 
 
 def apply(
-    message: Message | None, prod: Product, status: Status | None, hint: bool | None = None
+    message: Message | None,
+    prod: Product,
+    status: Status | None,
+    flag: BillingFlag = BillingFlag.NONE,
 ) -> tuple[Message, Effect]:
     """Apply one callback (None: the message is not known yet). Both sets only grow, so any
     order and any repetition of the same callbacks ends in the same Message."""
     before = message or Message()
     after = Message(
         before.seen if status is None else before.seen | {status},
-        before.hints if hint is None else before.hints | {hint},
+        before.flags | flag,
     )
     effect = Effect(
         outcome=classify(before.seen, status),
@@ -203,7 +224,7 @@ def apply(
         before=current_state(before.seen),
         after=current_state(after.seen),
         conflict=is_conflict(after.seen) and not is_conflict(before.seen),
-        billable_delta=int(prod.is_billable(after.seen, after.hints))
-        - int(prod.is_billable(before.seen, before.hints)),
+        billable_delta=int(prod.is_billable(after.seen, after.flags))
+        - int(prod.is_billable(before.seen, before.flags)),
     )
     return after, effect

@@ -1,0 +1,1 @@
+"""The providers' callback endpoints: one module each, and the answers they share."""

@@ -1,0 +1,29 @@
+"""The named schemas under #/components/schemas."""
+
+from __future__ import annotations
+
+from receiver.openapi import views
+from receiver.openapi.blocks import Schema, obj, string
+from receiver.openapi.callbacks import meta, telnyx
+
+
+def schemas() -> Schema:
+    return {
+        "Error": obj({"error": string("What was wrong.")}, ("error",)),
+        "Accepted": accepted(),
+        "TelnyxEvent": telnyx.event(),
+        "MetaNotification": meta.notification(),
+        "MetaStatus": meta.status(),
+        "Message": views.message(),
+        "Billing": views.billing(),
+    }
+
+
+def accepted() -> Schema:
+    return obj(
+        {
+            "status": string(enum=["accepted"]),
+            "events": {"type": "integer", "minimum": 0, "description": "Events stored."},
+        },
+        ("status", "events"),
+    )

@@ -1,0 +1,48 @@
+"""The admin answers' schemas: core.read's MessageView and BillingRow as JSON.
+
+tests/test_openapi.py holds each schema to its dataclass (property names and order, required
+set, types), so a field added or changed there fails until it is described here.
+"""
+
+from __future__ import annotations
+
+from core import model
+from receiver.openapi.blocks import Schema, array, date, date_time, obj, string
+
+
+def message() -> Schema:
+    states = [*(s.value for s in model.Status), model.NO_STATE]
+    seen = obj(
+        {"status": string(enum=[s.value for s in model.Status]), "first_seen": date_time()},
+        ("status", "first_seen"),
+    )
+    unknown = obj({"code": {"type": "integer"}, "first_seen": date_time()}, ("code", "first_seen"))
+    anomalies = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}
+    properties = {
+        "provider": string(),
+        "message_id": string(),
+        "product": string(),
+        "state": string(enum=states),
+        "billable": {"type": "boolean"},
+        "first_seen": date_time(),
+        "statuses": array(seen),
+        "unknown": array(unknown),
+        "anomalies": anomalies,
+    }
+    return obj(properties, tuple(properties))
+
+
+def billing() -> Schema:
+    day = obj(
+        {
+            "day": date(),
+            "provider": string(),
+            "product": string(),
+            "billable": {"type": "integer"},
+        },
+        ("day", "provider", "product", "billable"),
+    )
+    return obj(
+        {"from": date(), "to": date(), "days": array(day)},
+        ("from", "to", "days"),
+    )

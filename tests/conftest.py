@@ -1,22 +1,24 @@
-"""Tests run against a real, private redis-server that they start themselves."""
+"""Fixtures. Tests run against a real, private redis-server that they start themselves.
+
+Only fixtures live here; helpers are in support.py, provider samples in samples.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 from redis import Redis
-from rq import Queue, SimpleWorker
+from starlette.testclient import TestClient
 
 from core.embedded import RedisServer
 from core.read import Reader
 from core.settings import Settings
+from receiver.app import create_app
+from tests.support import make_settings
 from workers import jobs
 from workers.store import Store
-
-CALLBACK_TOKEN = "test-callback-token"
-ADMIN_TOKEN = "test-admin-token"
 
 
 @pytest.fixture(scope="session")
@@ -32,17 +34,6 @@ def redis(redis_server: RedisServer) -> Iterator[Redis]:
     client.flushall()
     yield client
     client.close()
-
-
-def make_settings(redis_url: str, **overrides: str) -> Settings:
-    env = {
-        "REDIS_URL": redis_url,
-        "CALLBACK_TOKEN": CALLBACK_TOKEN,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "REDIS_TIMEOUT": "0.5",
-        **overrides,
-    }
-    return Settings.from_env(env)
 
 
 @pytest.fixture
@@ -62,17 +53,15 @@ def reader(redis: Redis) -> Reader:
     return Reader(redis)
 
 
-def run_jobs(redis: Redis, settings: Settings) -> None:
-    """Apply every queued batch in-process, as the production worker would."""
-    queue = Queue(settings.queue_name, connection=redis)
-    SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")
+@pytest.fixture
+def app_client(redis_server, store):
+    """Builds clients of the real app, each with its own settings (and client address)."""
+    with ExitStack() as stack:
 
+        def make(client: tuple[str, int] | None = None, **env: str) -> TestClient:
+            settings = make_settings(redis_server.url, **env)
+            extra = {"client": client} if client else {}
+            app = create_app(settings, CollectorRegistry())
+            return stack.enter_context(TestClient(app, **extra))
 
-def metric(client, name: str, **labels: str) -> float:
-    """The sum of a family's samples matching the labels, as /metrics serves them."""
-    total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+        yield make

@@ -10,11 +10,11 @@ import pytest
 from redis import Redis
 
 from core.embedded import RedisServer
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN
+from tests.samples import verihubs_params, verihubs_url
+from tests.support import ADMIN, ADMIN_TOKEN, CALLBACK_TOKEN, QUEUE
 from tools.stack import Stack, wait_until
 
-OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OTP = verihubs_url("whatsapp-otp")
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def message(stack: Stack, session_id: str) -> dict | None:
 async def send_all(url: str, callbacks: list[tuple[str, int]]) -> list[int]:
     async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=32)) as client:
         responses = await asyncio.gather(
-            *(client.get(OTP, params={"session_id": s, "status": c}) for s, c in callbacks)
+            *(client.get(OTP, params=verihubs_params(s, c)) for s, c in callbacks)
         )
     return [r.status_code for r in responses]
 
@@ -56,7 +56,7 @@ def test_concurrent_callbacks_reach_state_billing_and_metrics(stack, durable_red
     assert set(asyncio.run(send_all(stack.url, callbacks))) == {200}
     # Group commit: fewer jobs than callbacks were written under concurrency.
     wait_until(lambda: (message(stack, "sess-0199") or {}).get("state") == "delivered")
-    wait_until(lambda: Redis.from_url(durable_redis.url).llen("rq:queue:otp-callbacks") == 0)
+    wait_until(lambda: Redis.from_url(durable_redis.url).llen(QUEUE) == 0)
     assert message(stack, "fail-1")["state"] == "failed"
     assert message(stack, "fail-1")["billable"] is False
     assert message(stack, "both-1")["anomalies"] == {"conflict": 1}
@@ -79,7 +79,7 @@ def test_redis_outage_gives_503_and_loses_nothing_answered_200(stack, durable_re
             i = 0
             while not stop.is_set():
                 sid = f"out-{i:05d}"
-                answered[sid] = client.get(OTP, params={"session_id": sid, "status": 1}).status_code
+                answered[sid] = client.get(OTP, params=verihubs_params(sid, 1)).status_code
                 i += 1
 
     thread = threading.Thread(target=sender)
@@ -101,7 +101,7 @@ def test_redis_outage_gives_503_and_loses_nothing_answered_200(stack, durable_re
     def missing() -> list[str]:
         return [sid for sid in ok if not redis.exists(f"otp:m:verihubs:{sid}")]
 
-    wait_until(lambda: redis.llen("rq:queue:otp-callbacks") == 0, what="worker drains the queue")
+    wait_until(lambda: redis.llen(QUEUE) == 0, what="worker drains the queue")
     # A batch caught mid-flight by the outage is retried by RQ's maintenance: once its
     # heartbeat lapses (JOB_TIMEOUT, 4 s here, + 10 s grace) if it had started, or after
     # RQ's fixed one minute if the outage hit between dequeue and start.

@@ -10,12 +10,8 @@ correctly signed, and the RQ queue must hold exactly the events of the authentic
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,7 +21,6 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nacl.signing import SigningKey
 from prometheus_client import CollectorRegistry
 from rq import Queue
 from schemathesis import GenerationMode
@@ -38,24 +33,21 @@ from schemathesis.checks import (
 )
 from schemathesis.python import asgi
 from starlette.testclient import TestClient
-from twilio.request_validator import RequestValidator
 
 from core.settings import Settings
 from receiver import openapi
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, run_jobs
+from tests.samples import (
+    META_VERIFY_TOKEN,
+    SECRETS,
+    meta_headers,
+    telnyx_headers,
+    twilio_headers,
+    verihubs_params,
+    verihubs_url,
+)
+from tests.support import ADMIN, CALLBACK_TOKEN, make_settings, run_jobs
 
-TELNYX_KEY = SigningKey.generate()
-META_SECRET = "test-meta-app-secret"
-META_VERIFY_TOKEN = "test-meta-verify-token"
-TWILIO_TOKEN = "test-twilio-auth-token"
-SECRETS = {
-    "TELNYX_PUBLIC_KEY": base64.b64encode(bytes(TELNYX_KEY.verify_key)).decode(),
-    "META_APP_SECRET": META_SECRET,
-    "META_VERIFY_TOKEN": META_VERIFY_TOKEN,
-    "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-}
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 CALLBACKS = "/callbacks/"
 VERIHUBS = "/callbacks/verihubs/{product}/{token}"
@@ -231,8 +223,8 @@ def _strategy(operation, path, method):
 
 def _seed(fuzz, redis):
     """One stored message, so that GET /messages meets its 200 too."""
-    url = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}?session_id={SEEDED}&status=2"
-    assert fuzz.session.get(url).status_code == 200
+    response = fuzz.session.get(verihubs_url(), params=verihubs_params(SEEDED, 2))
+    assert response.status_code == 200
     run_jobs(redis, fuzz.settings)
 
 
@@ -266,20 +258,15 @@ def _sign(provider, prepared):
     body = prepared.body or b""
     body = body.encode() if isinstance(body, str) else body
     if provider == "telnyx":
-        now = str(int(time.time()))
-        signature = TELNYX_KEY.sign(now.encode() + b"|" + body).signature
-        prepared.headers["telnyx-signature-ed25519"] = base64.b64encode(signature).decode()
-        prepared.headers["telnyx-timestamp"] = now
+        prepared.headers.update(telnyx_headers(body))
     elif provider == "meta":
-        digest = hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
-        prepared.headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        prepared.headers.update(meta_headers(body))
     else:
         try:
             form = dict(parse_qsl(body.decode(), keep_blank_values=True))
         except ValueError:  # not a form: refused as such whatever its signature
             form = {}
-        signature = RequestValidator(TWILIO_TOKEN).compute_signature(prepared.url, form)
-        prepared.headers["X-Twilio-Signature"] = signature
+        prepared.headers.update(twilio_headers(prepared.url, form))
 
 
 def _answer(ledger, case, sent):

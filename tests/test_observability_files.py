@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from dashboards import build
 from receiver.app import create_app
-from tests.conftest import CALLBACK_TOKEN, run_jobs
+from tests.samples import verihubs_params, verihubs_url
+from tests.support import RULES, run_jobs
 
-RULES = Path(build.__file__).parent / "prometheus"
 RUNBOOK = Path(build.__file__).parent.parent / "docs" / "runbook.md"
 
 
@@ -64,10 +64,10 @@ def test_committed_dashboard_is_the_generated_one():
 
 
 def test_metrics_output_passes_promtool(redis, settings, store):
-    otp = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
+    otp = verihubs_url("whatsapp-otp")
     with TestClient(create_app(settings, CollectorRegistry())) as client:
         for sid, code in [("a", 0), ("a", 2), ("a", 4), ("b", 6), ("b", 2), ("c", 99)]:
-            client.get(otp, params={"session_id": sid, "status": code})
+            client.get(otp, params=verihubs_params(sid, code))
         client.get(otp, params={"status": 1})
         run_jobs(redis, settings)
         text = client.get("/metrics").text

@@ -9,12 +9,11 @@ import shutil
 
 import httpx2 as httpx
 import pytest
-from nacl.signing import SigningKey
 
 from dashboards import build, preview
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN
-from tests.test_observability_files import RULES
-from tools.simulate import Simulator, public_key
+from tests.samples import SIGNING_KEY, TELNYX_PUBLIC_KEY
+from tests.support import ADMIN_TOKEN, CALLBACK_TOKEN, RULES
+from tools.simulate import Simulator
 from tools.stack import PrometheusServer, Stack, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -25,15 +24,14 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("observed")
-    telnyx = SigningKey.generate()
     stack = Stack(redis_server.url, tmp, CALLBACK_TOKEN=CALLBACK_TOKEN, ADMIN_TOKEN=ADMIN_TOKEN,
-                  LOG_LEVEL="warning", TELNYX_PUBLIC_KEY=public_key(telnyx))  # fmt: skip
+                  LOG_LEVEL="warning", TELNYX_PUBLIC_KEY=TELNYX_PUBLIC_KEY)  # fmt: skip
     prometheus = PrometheusServer(stack.port, RULES / "rules.yml", tmp / "prometheus")
     try:
         stack.start_web()
         stack.start_worker()
         prometheus.start()
-        sim = Simulator(stack.url, CALLBACK_TOKEN, rate=25, speed=4, telnyx_key=telnyx)
+        sim = Simulator(stack.url, CALLBACK_TOKEN, rate=25, speed=4, telnyx_key=SIGNING_KEY)
         codes = asyncio.run(sim.run(seconds=25))
         assert codes[200] > 1000 and set(codes) <= {200, 400}
         wait_until(

@@ -7,10 +7,10 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
-from tests.conftest import ADMIN_TOKEN, CALLBACK_TOKEN, make_settings, metric, run_jobs
+from tests.samples import verihubs_params, verihubs_url
+from tests.support import ADMIN, CALLBACK_TOKEN, QUEUE, make_settings, metric, run_jobs
 
-OTP = f"/callbacks/verihubs/whatsapp-otp/{CALLBACK_TOKEN}"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OTP = verihubs_url("whatsapp-otp")
 
 
 @pytest.fixture
@@ -20,8 +20,8 @@ def client(settings, store):
 
 
 def test_callback_is_stored_applied_and_readable(client, redis, settings):
-    assert client.get(OTP, params={"session_id": "s-1", "status": "1"}).status_code == 200
-    assert client.post(OTP, params={"session_id": "s-1", "status": "2"}).status_code == 200
+    assert client.get(OTP, params=verihubs_params("s-1", 1)).status_code == 200
+    assert client.post(OTP, params=verihubs_params("s-1", 2)).status_code == 200
     run_jobs(redis, settings)
     body = client.get("/messages/verihubs/s-1", headers=ADMIN).json()
     assert body["state"] == "delivered"
@@ -49,26 +49,24 @@ def test_malformed_callbacks_get_a_clear_400_and_are_counted(
     response = client.get(OTP, params=params)
     assert response.status_code == 400
     assert message in response.json()["error"]
-    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert redis.llen(QUEUE) == 0
     assert metric(client, "otp_callbacks_rejected_total", reason=reason) == 1
 
 
 def test_wrong_token_is_404_and_stores_nothing(client, redis):
-    response = client.get(
-        "/callbacks/verihubs/whatsapp-otp/wrong", params={"session_id": "s", "status": "1"}
-    )
+    response = client.get(verihubs_url(token="wrong"), params=verihubs_params("s", 1))
     assert response.status_code == 404
     assert response.json() == {"error": "not found"}
-    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert redis.llen(QUEUE) == 0
     assert metric(client, "otp_callbacks_rejected_total", reason="bad_token") == 1
 
 
 def test_sms_otp_uses_its_own_code_and_billing_tables(client, redis, settings):
-    sms = f"/callbacks/verihubs/sms-otp/{CALLBACK_TOKEN}"
+    sms = verihubs_url("sms-otp")
     for code in ("0", "7"):  # requested, then undelivered: charged for SMS
-        assert client.get(sms, params={"session_id": "sms-1", "status": code}).status_code == 200
-    client.get(sms, params={"session_id": "sms-2", "status": "0"})
-    client.get(sms, params={"session_id": "sms-2", "status": "4"})  # failed: free
+        assert client.get(sms, params=verihubs_params("sms-1", code)).status_code == 200
+    client.get(sms, params=verihubs_params("sms-2", 0))
+    client.get(sms, params=verihubs_params("sms-2", 4))  # failed: free
     run_jobs(redis, settings)
     first = client.get("/messages/verihubs/sms-1", headers=ADMIN).json()
     second = client.get("/messages/verihubs/sms-2", headers=ADMIN).json()
@@ -79,9 +77,7 @@ def test_sms_otp_uses_its_own_code_and_billing_tables(client, redis, settings):
 
 
 def test_unknown_product_is_404(client):
-    response = client.get(
-        f"/callbacks/verihubs/voice-otp/{CALLBACK_TOKEN}", params={"session_id": "s", "status": "1"}
-    )
+    response = client.get(verihubs_url("voice-otp"), params=verihubs_params("s", 1))
     assert response.status_code == 404
     assert "unknown product" in response.json()["error"]
 
@@ -89,7 +85,7 @@ def test_unknown_product_is_404(client):
 def test_callbacks_are_closed_without_a_token(redis, redis_server):
     settings = make_settings(redis_server.url, CALLBACK_TOKEN="")
     with TestClient(create_app(_without_token(settings), CollectorRegistry())) as client:
-        assert client.get(OTP, params={"session_id": "s", "status": "1"}).status_code == 404
+        assert client.get(OTP, params=verihubs_params("s", 1)).status_code == 404
 
 
 def test_body_over_the_limit_is_413(redis, redis_server, store):
@@ -101,7 +97,7 @@ def test_body_over_the_limit_is_413(redis, redis_server, store):
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
     assert response.status_code == 413
-    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert redis.llen(QUEUE) == 0
 
 
 def test_post_with_form_or_json_body_is_accepted(client, redis, settings):
@@ -116,7 +112,7 @@ def test_post_with_form_or_json_body_is_accepted(client, redis, settings):
 
 
 def test_unknown_status_code_is_accepted_and_counted(client, redis, settings):
-    assert client.get(OTP, params={"session_id": "u-1", "status": "77"}).status_code == 200
+    assert client.get(OTP, params=verihubs_params("u-1", 77)).status_code == 200
     run_jobs(redis, settings)
     assert metric(client, "otp_callbacks_unknown_total", product="whatsapp-otp") == 1
     assert metric(client, "otp_callbacks_received_total", status="unknown") == 1
@@ -124,7 +120,7 @@ def test_unknown_status_code_is_accepted_and_counted(client, redis, settings):
 
 def test_duplicates_are_answered_200(client, redis, settings):
     for _ in range(3):
-        assert client.get(OTP, params={"session_id": "d-1", "status": "2"}).status_code == 200
+        assert client.get(OTP, params=verihubs_params("d-1", 2)).status_code == 200
     run_jobs(redis, settings)
     assert metric(client, "otp_callbacks_duplicate_total") == 2
 
@@ -134,7 +130,7 @@ def test_redis_down_gives_503_with_retry_after(redis_server):
 
     settings = make_settings(f"redis://127.0.0.1:{free_port()}/0")
     with TestClient(create_app(settings, CollectorRegistry())) as client:
-        response = client.get(OTP, params={"session_id": "s", "status": "1"})
+        response = client.get(OTP, params=verihubs_params("s", 1))
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert "unavailable" in response.json()["error"]
@@ -149,12 +145,9 @@ def test_redis_down_gives_503_with_retry_after(redis_server):
 def test_backlog_over_its_bound_gives_503(redis, redis_server, store):
     settings = make_settings(redis_server.url, MAX_BACKLOG="2")
     with TestClient(create_app(settings, CollectorRegistry())) as client:
-        codes = [
-            client.get(OTP, params={"session_id": f"b{i}", "status": "1"}).status_code
-            for i in range(5)
-        ]
+        codes = [client.get(OTP, params=verihubs_params(f"b{i}", 1)).status_code for i in range(5)]
         assert codes == [200, 200, 503, 503, 503]
-        assert redis.llen("rq:queue:otp-callbacks") == 2
+        assert redis.llen(QUEUE) == 2
         assert metric(client, "otp_callbacks_rejected_total", reason="backlog_full") == 3
 
 
@@ -166,10 +159,10 @@ def test_admin_endpoints_need_the_token(client):
 
 def test_billing_as_json_and_csv(client, redis, settings):
     for sid, code in [("b-1", "2"), ("b-2", "0"), ("b-2", "6"), ("b-3", "4")]:
-        client.get(OTP, params={"session_id": sid, "status": code})
+        client.get(OTP, params=verihubs_params(sid, code))
     client.get(
-        f"/callbacks/verihubs/whatsapp-message/{CALLBACK_TOKEN}",
-        params={"session_id": "w", "status": "1"},
+        verihubs_url("whatsapp-message"),
+        params=verihubs_params("w", 1),
     )
     run_jobs(redis, settings)
     body = client.get("/billing", headers=ADMIN).json()
@@ -184,8 +177,8 @@ def test_billing_as_json_and_csv(client, redis, settings):
 
 
 def test_metrics_export_counters_in_prometheus_format(client, redis, settings):
-    client.get(OTP, params={"session_id": "p-1", "status": "0"})
-    client.get(OTP, params={"session_id": "p-1", "status": "6"})
+    client.get(OTP, params=verihubs_params("p-1", 0))
+    client.get(OTP, params=verihubs_params("p-1", 6))
     run_jobs(redis, settings)
     text = client.get("/metrics").text
     assert 'otp_messages_started_total{product="whatsapp-otp",provider="verihubs"} 1.0' in text
@@ -216,16 +209,16 @@ def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):
     assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]
     early = client.get("/billing", params={"to": "0001-01-01"}, headers=ADMIN)
     assert early.status_code == 200 and early.json()["from"] == "0001-01-01"
-    head = client.head(OTP, params={"session_id": "h-1", "status": "1"})
+    head = client.head(OTP, params=verihubs_params("h-1", 1))
     assert head.status_code == 405
-    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert redis.llen(QUEUE) == 0
     assert metric(client, "otp_callbacks_rejected_total", reason="invalid_json") == 1
     assert metric(client, "otp_callbacks_rejected_total", reason="method_not_allowed") == 1
 
 
 def test_status_padded_with_separator_characters_is_read_not_a_500(client, redis, settings):
     # str.strip() removes \x1c-\x1f, which int() does not accept: the stripped value is read.
-    response = client.get(OTP, params={"session_id": "pad", "status": "\x1c5"})
+    response = client.get(OTP, params=verihubs_params("pad", "\x1c5"))
     assert response.status_code == 200
     run_jobs(redis, settings)
     assert client.get("/messages/verihubs/pad", headers=ADMIN).json()["state"] == "unverified"
@@ -244,8 +237,8 @@ def test_json_depth_and_trailing_slashes_are_refused_plainly(client, redis):
         nested = [nested]
     nested = {"session_id": "n", "status": 1, "x": nested}
     assert client.post(OTP, json=nested).status_code == 400
-    slash = client.get(OTP + "/", params={"session_id": "s", "status": "1"}, follow_redirects=False)
+    slash = client.get(OTP + "/", params=verihubs_params("s", 1), follow_redirects=False)
     assert slash.status_code == 404 and "location" not in slash.headers
-    assert redis.llen("rq:queue:otp-callbacks") == 0
+    assert redis.llen(QUEUE) == 0
     assert metric(client, "otp_callbacks_rejected_total", reason="json_too_deep") == 1
     assert metric(client, "otp_callbacks_rejected_total", reason="no_such_endpoint") == 1

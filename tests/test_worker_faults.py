@@ -11,8 +11,8 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from receiver.queue_writer import QueueWriter
-from tests.conftest import run_jobs
-from tests.test_lua_apply import event, reference, stored
+from tests.reference import event, reference, stored
+from tests.support import run_jobs
 from tools.stack import Stack, wait_until
 
 TOTAL = 40_000

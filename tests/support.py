@@ -1,0 +1,132 @@
+"""Helpers shared by the tests that are not fixtures (those are in conftest.py): the tokens and
+settings of the test app, running queued jobs, reading /metrics, /messages and /billing, the
+checks made on every refusal, and a live receiver process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from core import products
+from core.embedded import free_port
+from core.model import Status
+from core.settings import Settings
+from dashboards import build
+from receiver.errors import Rejected
+from tools.stack import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = Path(build.__file__).parent / "prometheus"  # Prometheus rules and their unit tests
+
+CALLBACK_TOKEN = "test-callback-token"
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+QUEUE = "rq:queue:otp-callbacks"  # the Redis list of the default RQ queue
+
+
+# Settings and the worker ------------------------------------------------------------------
+
+
+def make_settings(redis_url: str, **overrides: str) -> Settings:
+    env = {
+        "REDIS_URL": redis_url,
+        "CALLBACK_TOKEN": CALLBACK_TOKEN,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "REDIS_TIMEOUT": "0.5",
+        **overrides,
+    }
+    return Settings.from_env(env)
+
+
+def run_jobs(redis: Redis, settings: Settings) -> None:
+    """Apply every queued batch in-process, as the production worker would."""
+    queue = Queue(settings.queue_name, connection=redis)
+    SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")
+
+
+# Sans I/O: what an adapter makes of its input ---------------------------------------------
+
+
+def status_of(event) -> Status | None:
+    """The canonical status an event stands for, through its product's table."""
+    product = products.product(event.provider, event.product)
+    assert product is not None, (event.provider, event.product)
+    return product.status(event.code)
+
+
+def rejection(call: Callable, *args) -> Rejected:
+    with pytest.raises(Rejected) as info:
+        call(*args)
+    return info.value
+
+
+# Through the app: what it answers and what it then serves ---------------------------------
+
+
+def metric(client, name: str, **labels: str) -> float:
+    """The sum of a family's samples matching the labels, as /metrics serves them."""
+    total = 0.0
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def message(client, provider: str, message_id: str) -> dict:
+    response = client.get(f"/messages/{provider}/{message_id}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def billing(client) -> dict[tuple[str, str], int]:
+    days = client.get("/billing", headers=ADMIN).json()["days"]
+    return {(d["provider"], d["product"]): d["billable"] for d in days}
+
+
+def assert_refused(response, redis: Redis, client, code: int, reason: str) -> None:
+    """A refusal: its status, a JSON error alone, nothing queued, and counted once."""
+    assert response.status_code == code, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error"}
+    assert redis.llen(QUEUE) == 0
+    assert metric(client, "otp_callbacks_rejected_total", reason=reason) == 1
+
+
+# The real process -------------------------------------------------------------------------
+
+
+@contextmanager
+def live_receiver(redis_url: str, **env: str) -> Iterator[str]:
+    """uvicorn as the Procfile runs it, with its stdout inherited: started from a test body,
+    capfd captures the lines it logs."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "info", **env}
+    args = [sys.executable, "-m", "uvicorn", "--factory", "receiver.app:create_app",
+            "--port", str(port), "--no-access-log", "--no-proxy-headers",
+            "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(args, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url + "/healthz"), what="receiver start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

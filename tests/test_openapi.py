@@ -14,12 +14,13 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 from prometheus_client import CollectorRegistry
-from rq import Queue, SimpleWorker
 from starlette.testclient import TestClient
 
 from core.read import BillingRow, MessageView
 from receiver import openapi
 from receiver.app import create_app
+from tests.samples import verihubs_params, verihubs_url
+from tests.support import ADMIN, run_jobs
 
 OTP_PATH = "/callbacks/verihubs/{product}/{token}"
 JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
@@ -76,28 +77,21 @@ def client(settings, store):
         yield client
 
 
-@pytest.fixture
-def otp(settings):
-    return f"/callbacks/verihubs/whatsapp-otp/{settings.callback_token}"
-
-
-def test_a_callbacks_answers_carry_exactly_the_documented_fields(client, otp):
-    accepted = client.get(otp, params={"session_id": "m-1", "status": "2"})
-    refused = client.get(otp, params={"session_id": "m-1"})
+def test_a_callbacks_answers_carry_exactly_the_documented_fields(client):
+    accepted = client.get(verihubs_url(), params=verihubs_params("m-1", 2))
+    refused = client.get(verihubs_url(), params={"session_id": "m-1"})
     assert (accepted.status_code, refused.status_code) == (200, 400)
     _assert_exactly_documented(_answer(OTP_PATH, "get", "200"), accepted.json())
     _assert_exactly_documented(_answer(OTP_PATH, "get", "400"), refused.json())
 
 
-def test_the_admin_answers_carry_exactly_the_documented_fields(client, otp, redis, settings):
-    for status in ("1", "2", "2", "42"):  # a duplicate and an unknown code: every list filled
-        assert client.get(otp, params={"session_id": "m-1", "status": status}).status_code == 200
-    # The worker, in-process: the store fixture bound the jobs to this Redis.
-    queue = Queue(settings.queue_name, connection=redis)
-    SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")
-    admin = {"Authorization": f"Bearer {settings.admin_token}"}
-    message = client.get("/messages/verihubs/m-1", headers=admin).json()
-    billing = client.get("/billing", headers=admin).json()
+def test_the_admin_answers_carry_exactly_the_documented_fields(client, redis, settings):
+    for status in (1, 2, 2, 42):  # a duplicate and an unknown code: every list filled
+        answer = client.get(verihubs_url(), params=verihubs_params("m-1", status))
+        assert answer.status_code == 200
+    run_jobs(redis, settings)  # the store fixture bound the jobs to this Redis
+    message = client.get("/messages/verihubs/m-1", headers=ADMIN).json()
+    billing = client.get("/billing", headers=ADMIN).json()
     assert message["statuses"] and message["unknown"] and message["anomalies"]
     assert billing["days"]
     message_path = "/messages/{provider}/{message_id}"

@@ -33,22 +33,33 @@ CODE_OF: Mapping[Status, int] = {s: c for c, s in CANONICAL_CODES.items()}
 # An event a provider sends under a name no table knows: accepted, counted as unknown.
 UNKNOWN_CODE = -1
 
+# Verihubs sends `?session_id=...&status=N` to the callback URL (each page below, "Callback
+# Description"); a code is charged where its condition says "This status will be charged.".
+# SMS OTP: https://docs.verihubs.com/reference/send_otp_post-1 (POST v1/otp/send), "Status
+# Description". Caution: that page says "This endpoint will be closed on August 31, 2025." and
+# no SMS OTP V2 table was found: re-check this one against the version in use.
 VERIHUBS_SMS_CODES: Mapping[int, Status] = {
-    0: Status.REQUESTED,
-    1: Status.DELIVERED,
-    2: Status.VERIFIED,
-    3: Status.UNVERIFIED,
+    0: Status.REQUESTED,  # "SMS OTP has been requested." (not charged)
+    1: Status.DELIVERED,  # charged
+    2: Status.VERIFIED,  # charged
+    3: Status.UNVERIFIED,  # "Not Verified": charged
     4: Status.FAILED,
     5: Status.REQUEST_ERROR,
     6: Status.REJECTED,
-    7: Status.UNDELIVERED,
-    8: Status.NO_DELIVERY_REPORT,
+    7: Status.UNDELIVERED,  # charged
+    8: Status.NO_DELIVERY_REPORT,  # charged ("RTODR" in the GET variant)
     9: Status.BLOCKED,
 }
 
 # Telnyx Verify channels (`data.payload.type`); any other type is tracked as "other".
-TELNYX_CHANNELS = ("sms", "whatsapp", "call", "flashcall", "psd2", "other")
-TWILIO_CHANNELS = ("sms", "whatsapp")
+# `sms`: https://developers.telnyx.com/docs/identity/verify/receiving-webhooks, "Delivery status
+# Payload"; `dtmf_confirm`: https://developers.telnyx.com/docs/identity/verify/dtmf-confirm,
+# "DTMF webhook payloads"; `call`, `flashcall`: Telnyx's SDK enum; `whatsapp`: Telnyx's samples;
+# PSD2: a method the receiving-webhooks page names.
+TELNYX_CHANNELS = ("sms", "whatsapp", "call", "flashcall", "psd2", "dtmf_confirm", "other")
+# Twilio's `ChannelPrefix` (https://www.twilio.com/docs/messaging/api/message-resource, "Twilio's
+# request to the StatusCallback URL"): RCS and WhatsApp, each billed its own way; else SMS.
+TWILIO_CHANNELS = ("sms", "whatsapp", "rcs")
 
 
 def _canonical(statuses: Iterable[Status]) -> dict[int, Status]:
@@ -60,21 +71,29 @@ def _codes(table: Mapping[int, Status], codes: Iterable[int]) -> frozenset[Statu
 
 
 def _verihubs() -> list[Product]:
+    # The WhatsApp numbering is CANONICAL_CODES 0-11. Caution: the V1 WhatsApp pages
+    # (send_whatsapp_otp_post-1, send_whatsapp_msg_post) charge 6 Failed too; these tables
+    # are V2's, so an integration still on V1 would be under-counted.
     whatsapp = CANONICAL_CODES
     message_codes = [0, 1, 2, 3, 6, 7, 8, 9, 10, 11]
     return [
+        # https://docs.verihubs.com/reference/send_whatsapp_otp_post_v2, "Callback Status
+        # Description": codes 0-10, charged 0-5 (requested .. unverified).
         Product(
             "verihubs",
             "whatsapp-otp",
             {c: whatsapp[c] for c in range(11)},
             _codes(whatsapp, range(6)),
         ),
+        # https://docs.verihubs.com/reference/send_whatsapp_msg_post_v2, "Callback Status
+        # Description": codes 0-3 and 6-11, charged 0-3.
         Product(
             "verihubs",
             "whatsapp-message",
             {c: whatsapp[c] for c in message_codes},
             _codes(whatsapp, range(4)),
         ),
+        # Charged 1, 2, 3, 7, 8: see VERIHUBS_SMS_CODES.
         Product(
             "verihubs", "sms-otp", VERIHUBS_SMS_CODES, _codes(VERIHUBS_SMS_CODES, [1, 2, 3, 7, 8])
         ),
@@ -82,25 +101,67 @@ def _verihubs() -> list[Product]:
 
 
 def _telnyx() -> list[Product]:
-    # Telnyx bills verifications that went out. As everywhere, the current state decides:
-    # `verify.failed` (after `verify.sent` or not) ends not billable.
-    codes = _canonical([Status.SENT, Status.DELIVERED, Status.FAILED, Status.VERIFIED])
-    charged = frozenset({Status.SENT, Status.DELIVERED, Status.VERIFIED})
+    # Telnyx's own pricing page (https://telnyx.com/pricing/verify-api) was not found; a
+    # third-party copy of it and Telnyx's sibling product's page bill a fee per successful
+    # verification plus the channel cost of each send:
+    # https://support.telnyx.com/en/articles/6988813-verified-numbers, "Pay as you go".
+    # So a send that went out is charged (its channel cost), whatever its outcome; the fee is
+    # the count of `verified` in otp_message_statuses_total. Whether a `delivery_failed` send
+    # (undelivered) carries the channel cost is not documented: our assumption is that it
+    # does not, nor does a send Telnyx failed to make (failed).
+    codes = _canonical(
+        [
+            Status.SENT,
+            Status.DELIVERED,
+            Status.NO_DELIVERY_REPORT,
+            Status.FAILED,
+            Status.UNDELIVERED,
+            Status.UNVERIFIED,
+            Status.VERIFIED,
+        ]
+    )
+    charged = frozenset(
+        {
+            Status.SENT,
+            Status.DELIVERED,
+            Status.NO_DELIVERY_REPORT,
+            Status.UNVERIFIED,
+            Status.VERIFIED,
+        }
+    )
     return [Product("telnyx", channel, codes, charged) for channel in TELNYX_CHANNELS]
 
 
 def _meta() -> list[Product]:
-    # Per-message pricing charges delivered messages; `pricing.billable` overrides this.
+    # "You are only charged when a template message is delivered"
+    # (https://developers.facebook.com/documentation/business-messaging/whatsapp/pricing,
+    # "Cloud API and Marketing Messages API for WhatsApp"): delivered and read (`played` is
+    # read). Meta's pricing object, where sent, says whether a delivered message is charged.
     codes = _canonical([Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED])
     return [Product("meta", "whatsapp", codes, frozenset({Status.DELIVERED, Status.READ}))]
+
+
+# Twilio charges SMS "if delivery was attempted, i.e. the message status is "sent,"
+# "delivered," "undelivered,"", never "failed"; read is harmless on SMS. But "undelivered
+# WhatsApp messages are not charged". Sections "Delivery attempts", ""Failed" messages" and
+# "A note about WhatsApp and other non-SMS channels" of
+# https://support.twilio.com/hc/en-us/articles/223181728-Will-I-be-charged-if-Twilio-encounters-an-error-when-sending-an-SMS-
+# RCS billing is not documented by Twilio: as a non-SMS channel, our assumption is WhatsApp's.
+# Not counted: the $0.001 failed-message processing fee, a fixed fee per message with
+# error-code exceptions, not the message price ("What messages are charged for message
+# processing?" of
+# https://support.twilio.com/hc/en-us/articles/27502337507483-Failed-Message-Processing-Fees).
+TWILIO_CHARGED: Mapping[str, frozenset[Status]] = {
+    "sms": frozenset({Status.SENT, Status.DELIVERED, Status.READ, Status.UNDELIVERED}),
+    "whatsapp": frozenset({Status.SENT, Status.DELIVERED, Status.READ}),
+    "rcs": frozenset({Status.SENT, Status.DELIVERED, Status.READ}),
+}
 
 
 def _twilio() -> list[Product]:
     statuses = [Status.REQUESTED, Status.SENT, Status.DELIVERED, Status.READ]
     codes = _canonical([*statuses, Status.FAILED, Status.UNDELIVERED])
-    # Twilio charges a message once it left for the carrier, delivered or not.
-    charged = frozenset({Status.SENT, Status.DELIVERED, Status.READ, Status.UNDELIVERED})
-    return [Product("twilio", channel, codes, charged) for channel in TWILIO_CHANNELS]
+    return [Product("twilio", ch, codes, TWILIO_CHARGED[ch]) for ch in TWILIO_CHANNELS]
 
 
 PRODUCTS: Mapping[tuple[str, str], Product] = {

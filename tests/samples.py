@@ -53,29 +53,45 @@ VERIFICATION = "12ade33a-21c0-473b-b055-b3c836e1c292"
 EVENT_ID = "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0"
 
 
+# The delivery status event as "Delivery status Payload" of
+# https://developers.telnyx.com/docs/identity/verify/receiving-webhooks shows verify.delivered.
+# Telnyx gives no example of verify.sent or verify.failed: the same fields, with a
+# `delivery_status` of "Delivery statuses" there.
+DELIVERY_STATUS = {"verify.sent": "sent", "verify.failed": "sending_failed"}
+
+
 def telnyx_event(
     event_type: str, verification: str = VERIFICATION, occurred: float = NOW - 2, **payload: object
 ) -> dict:
-    """A Telnyx Verify webhook; `payload` overrides fields of data.payload (e.g. type, status)."""
-    return {
-        "data": {
-            "event_type": event_type,
-            "id": EVENT_ID,
-            "occurred_at": iso(occurred),
-            "payload": {
-                "id": verification,
-                "type": "sms",
-                "delivery_status": "delivered",
-                "custom_code": CUSTOM_CODE,
-                "phone_number": PHONE,
-                "status": "pending",
-                "verify_profile_id": "12ade33a-21c0-473b-b055-b3c836e1c293",
-                **payload,
-            },
-            "record_type": "event",
-        },
-        "meta": {"attempt": 1, "delivered_to": PUBLIC_URL + "/callbacks/telnyx"},
+    """A Telnyx Verify webhook; `payload` overrides fields of data.payload (e.g. type, status,
+    delivery_status: by default that of the event type)."""
+    fields = {
+        "created_at": "2025-10-08T17:16:08.436941",
+        "custom_code": CUSTOM_CODE,
+        "delivery_status": DELIVERY_STATUS.get(event_type, "delivered"),
+        "extension": None,
+        "failed_attempts": 0,
+        "id": verification,
+        "mccmnc": None,
+        "phone_number": PHONE,
+        "profile_id": "49000192-1bdb-c56f-3de7-e008ef6da16b",
+        "record_type": "verification",
+        "status": "pending",
+        "timeout_secs": None,
+        "type": "sms",
+        "updated_at": "2025-10-08T17:16:09.592765",
     }
+    data = {"event_type": event_type, "id": EVENT_ID, "occurred_at": iso(occurred)}
+    data |= {"payload": {**fields, **payload}, "record_type": "event"}
+    return {"data": data, "meta": {"attempt": 1, "delivered_to": PUBLIC_URL + "/callbacks/telnyx"}}
+
+
+# A completion as "DTMF webhook payloads" of the dtmf-confirm page shows `accepted` and `invalid`
+# (no occurred_at); `expired` and `error`, named by its outcome table, have no example: the same.
+def telnyx_completion(status: str, verification: str = VERIFICATION) -> dict:
+    payload = {"id": verification, "phone_number": "+13035551234", "status": status}
+    payload |= {"type": "dtmf_confirm", "verify_profile_id": "YOUR_PROFILE_ID"}
+    return {"data": {"event_type": "verification.complete", "payload": payload}}
 
 
 def telnyx_headers(
@@ -111,7 +127,59 @@ def meta_status(wamid: str, name: str, at: int, **extra: object) -> dict:
     status = {"id": wamid, "status": name, "timestamp": str(at), "recipient_id": "16505551234"}
     if name in ("sent", "delivered", "read"):
         status["conversation"] = {"id": "c1b5c5b0e6f0", "origin": {"type": "authentication"}}
-    return {**status, **extra}
+    # An extra of None leaves the field out (a delivered status without its conversation).
+    return {k: v for k, v in {**status, **extra}.items() if v is not None}
+
+
+def meta_pricing(
+    kind: str | None = "regular",
+    billable: bool | None = True,
+    model: str = "PMP",
+    category: str = "marketing",
+) -> dict:
+    """A pricing object as "Webhooks" of Meta's pricing page shows it; None leaves a field out
+    (CBP-era webhooks had no `type`)."""
+    pricing = {"billable": billable, "pricing_model": model, "type": kind, "category": category}
+    return {k: v for k, v in pricing.items() if v is not None}
+
+
+_HEALTHY = "This message was not delivered to maintain healthy ecosystem engagement."
+META_ERROR = {
+    "code": 131049,
+    "title": _HEALTHY,
+    "message": _HEALTHY,
+    "error_data": {
+        "details": "In order to maintain a healthy ecosystem engagement, the message failed to "
+        "be delivered."
+    },
+    "href": "/documentation/business-messaging/whatsapp/support/error-codes",
+}
+# Meta's documented statuses ("Examples" of the status webhook reference; delivered from
+# "Status messages webhooks" of the business-scoped user ids page, without its conversation).
+# Meta publishes no correct read body: that one was recorded (pywa's test data, CBP-era); nor a
+# played one: the status fields alone, as no pricing comes with it.
+META_EXAMPLES = {
+    "sent": {
+        "conversation": {
+            "id": "72b14d6bd5407799e66f64d1b338e567",
+            "expiration_timestamp": "1750116480",
+            "origin": {"type": "marketing"},
+        },
+        "pricing": meta_pricing(),
+    },
+    "delivered": {"conversation": None, "pricing": meta_pricing()},
+    "read": {
+        "conversation": {"id": "7270432eae37498234f4444b35ffc5", "origin": {"type": "service"}},
+        "pricing": meta_pricing(None, model="CBP", category="service"),
+    },
+    "played": {},
+    "failed": {"errors": [META_ERROR]},
+}
+
+
+def meta_example(name: str, at: int, wamid: str = WAMIDS[0]) -> dict:
+    """A documented status of META_EXAMPLES at a time of ours."""
+    return meta_status(wamid, name, at, **META_EXAMPLES[name])
 
 
 def meta_notification(*changes: list[dict]) -> dict:
@@ -177,6 +245,39 @@ def twilio_form(
         "SmsStatus": status,
         **extra,
     }
+
+
+# Twilio's shapes per channel and status. SMS sent: "How are status callback requests sent?" of
+# https://www.twilio.com/docs/messaging/guides/track-outbound-message-status (six fields); SMS
+# delivered: "Example Callback for Status 'Delivered'" of .../guides/outbound-message-logging (a
+# Messaging Service's). WhatsApp sent, delivered and read: bodies recorded in public code (Twilio
+# documents none). Twilio gives no example of the others, nor of RCS: the same fields, plus what
+# "Twilio's request to the StatusCallback URL" (message-resource) lists: ErrorCode when failed
+# or undelivered, RawDlrDoneDate on SMS delivered and undelivered, ChannelStatusMessage on a
+# failed non-SMS one (codes and texts illustrative). An RCS one has WhatsApp's fields with plain
+# numbers (its address form is not in the docs read): only ChannelPrefix tells it from SMS.
+def twilio_callback(status: str, channel: str = "sms", *, sid: str = SID) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    if status in ("failed", "undelivered"):
+        extra["ErrorCode"] = "30003" if status == "undelivered" else "30008"
+    if channel == "sms":
+        if status in ("delivered", "undelivered"):
+            extra["RawDlrDoneDate"] = "2611241200"
+        if status == "delivered":
+            extra["MessagingServiceSid"] = "MG" + "0123456789abcdef" * 2
+        form = twilio_form(status, SMS_SENDER, sid=sid, **extra)
+        if status == "sent":
+            form = {k: v for k, v in form.items() if k not in ("ApiVersion", "To")}
+        return form
+    extra |= {"ChannelToAddress": "+15017122661", "ChannelPrefix": channel}
+    if status in ("delivered", "read"):
+        extra["EventType"] = status.upper()
+    if status == "delivered":
+        extra["ChannelInstallSid"] = "XE" + "0123456789abcdef" * 2
+    if status == "failed":
+        extra["ChannelStatusMessage"] = "Message failed to send"
+    sender = WHATSAPP_SENDER if channel == "whatsapp" else SMS_SENDER
+    return twilio_form(status, sender, sid=sid, **extra)
 
 
 def twilio_headers(url: str, form: dict, token: str = TWILIO_AUTH_TOKEN) -> dict[str, str]:

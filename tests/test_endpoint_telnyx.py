@@ -19,6 +19,7 @@ from tests.samples import (
     SECRETS,
     TELNYX_PUBLIC_KEY,
     iso,
+    telnyx_completion,
     telnyx_event,
     telnyx_headers,
 )
@@ -73,14 +74,46 @@ def test_telnyx_unknown_event_type_is_accepted_and_counted(app_client, redis, se
     client = app_client(TELNYX_PUBLIC_KEY=TELNYX_PUBLIC_KEY)
     t = time.time() - 5
     assert post_telnyx(client, telnyx_event("verify.reminder", "v-odd", t)).status_code == 200
-    unaccepted = telnyx_event("verify.completed", "v-expired", t, status="expired")
-    assert post_telnyx(client, unaccepted).status_code == 200
+    pending = telnyx_event("verify.completed", "v-pending", t, status="pending")
+    assert post_telnyx(client, pending).status_code == 200
+    # Changed: an expired completion was unknown; Telnyx documents it as an outcome.
+    expired = telnyx_event("verify.completed", "v-expired", t, status="expired")
+    assert post_telnyx(client, expired).status_code == 200
     run_jobs(redis, settings)
     assert metric(client, "otp_callbacks_unknown_total", provider="telnyx", product="sms") == 2
     odd = message(client, "telnyx", "v-odd")
     assert (odd["state"], odd["statuses"], odd["billable"]) == ("none", [], False)
     assert [u["code"] for u in odd["unknown"]] == [-1]
-    assert message(client, "telnyx", "v-expired")["state"] == "none"
+    assert message(client, "telnyx", "v-pending")["state"] == "none"
+    unverified = message(client, "telnyx", "v-expired")
+    assert (unverified["state"], unverified["billable"]) == ("unverified", True)
+
+
+def test_telnyx_documented_outcomes_are_applied_and_billed(app_client, redis, settings):
+    client = app_client(TELNYX_PUBLIC_KEY=TELNYX_PUBLIC_KEY)
+    t = int(time.time()) - 60
+    events = [
+        telnyx_event("verify.sent", "v-undelivered", t),
+        telnyx_event("verify.failed", "v-undelivered", t + 5, delivery_status="delivery_failed"),
+        telnyx_event("verify.sent", "v-unconfirmed", t),
+        telnyx_event("verify.sent", "v-unconfirmed", t + 9, delivery_status="delivery_unconfirmed"),
+        telnyx_completion("invalid", "v-invalid"),
+        telnyx_completion("error", "v-unanswered"),
+    ]
+    for event in events:
+        assert post_telnyx(client, event).status_code == 200
+    run_jobs(redis, settings)
+    states = {
+        v: (m["product"], m["state"], m["billable"])
+        for v in ("v-undelivered", "v-unconfirmed", "v-invalid", "v-unanswered")
+        for m in [message(client, "telnyx", v)]
+    }
+    assert states == {
+        "v-undelivered": ("sms", "undelivered", False),  # our assumption: not charged
+        "v-unconfirmed": ("sms", "no_delivery_report", True),
+        "v-invalid": ("dtmf_confirm", "unverified", True),  # the call was made: charged
+        "v-unanswered": ("dtmf_confirm", "undelivered", False),
+    }
 
 
 RAW = json.dumps(telnyx_event("verify.delivered", "v-refused", 1.7e9)).encode()

@@ -1,6 +1,7 @@
 """POST /callbacks/twilio through the real app against the private Redis: signed status
-callbacks for WhatsApp and SMS applied and billed; a signature over another URL or token, or
-none, is 401; without PUBLIC_URL the URL called is the one checked."""
+callbacks for WhatsApp, RCS and SMS applied and billed, each channel its own way; a signature
+over another URL or token, or none, is 401; without PUBLIC_URL the URL called is the one
+checked."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.samples import (
     TWILIO_AUTH_TOKEN,
     TWILIO_URL,
     WHATSAPP_SENDER,
+    twilio_callback,
     twilio_form,
     twilio_headers,
     twilio_sid,
@@ -66,6 +68,31 @@ def test_twilio_status_callbacks(app_client, redis, settings):
         4: ("whatsapp", "delivered", True),
     }
     assert billing(client) == {("twilio", "whatsapp"): 2, ("twilio", "sms"): 1}
+
+
+def test_twilio_bills_each_channel_its_own_way(app_client, redis, settings):
+    client = app_client(TWILIO_AUTH_TOKEN=TWILIO_AUTH_TOKEN, PUBLIC_URL=PUBLIC_URL)
+    callbacks = [
+        twilio_callback("sent", "whatsapp", sid=twilio_sid(11)),
+        twilio_callback("undelivered", "whatsapp", sid=twilio_sid(11)),
+        twilio_callback("sent", "rcs", sid=twilio_sid(12)),
+        twilio_callback("read", "rcs", sid=twilio_sid(12)),
+        twilio_callback("canceled", "sms", sid=twilio_sid(13)),
+    ]
+    for form in callbacks:
+        assert post_twilio(client, form).status_code == 200
+    run_jobs(redis, settings)
+    states = {
+        n: (m["product"], m["state"], m["billable"])
+        for n in (11, 12, 13)
+        for m in [message(client, "twilio", twilio_sid(n))]
+    }
+    assert states == {
+        11: ("whatsapp", "undelivered", False),  # "undelivered WhatsApp messages are not charged"
+        12: ("rcs", "read", True),  # filed by ChannelPrefix, though its numbers are plain
+        13: ("sms", "failed", False),  # a scheduled message canceled: never sent
+    }
+    assert billing(client) == {("twilio", "rcs"): 1}
 
 
 @pytest.mark.parametrize(

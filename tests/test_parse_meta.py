@@ -1,5 +1,6 @@
 """The Meta WhatsApp Cloud API adapter, sans I/O: the subscription handshake, the
-X-Hub-Signature-256 check, and how every status of every entry and change is parsed."""
+X-Hub-Signature-256 check, how every status of every entry and change is parsed (each status
+Meta documents, in its documented shape), and Meta's pricing object as the billing flag."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from tests.samples import (
     NOW_MS,
     PRICING,
     WAMIDS,
+    meta_example,
     meta_notification,
+    meta_pricing,
     meta_signature,
     meta_status,
 )
@@ -113,6 +116,50 @@ def test_meta_parses_every_status_of_every_entry_and_change():
     assert {(e.provider, e.product, e.received_ms) for e in events} == {
         ("meta", "whatsapp", NOW_MS)
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "billable"),
+    [
+        ("sent", Status.SENT, 1),  # PMP, type regular
+        ("delivered", Status.DELIVERED, 1),
+        ("read", Status.READ, 0),  # recorded CBP-era: conversation pricing, never per message
+        ("played", Status.READ, -1),  # a voice message played: no pricing comes with it
+        ("failed", Status.FAILED, -1),
+    ],
+)
+def test_meta_documented_statuses(name, expected, billable):
+    (event,) = meta.parse(meta_notification([meta_example(name, T0)]), NOW_MS)
+    assert (event.message_id, event.at_ms) == (WAMID, T0 * 1000)
+    assert (status_of(event), event.billable) == (expected, billable)
+
+
+@pytest.mark.parametrize(
+    ("pricing", "billable"),
+    [
+        (meta_pricing("regular"), 1),
+        (meta_pricing("free_customer_service", False, category="service"), 0),
+        (meta_pricing("free_entry_point", False), 0),
+        (meta_pricing("free_group_customer_service", False, category="group_service"), 0),
+        (meta_pricing("free_of_some_new_kind", None), 0),  # every free_* type is free
+        # `billable` "will be deprecated": the type decides where both are sent.
+        (meta_pricing("regular", False), 1),
+        (meta_pricing("free_customer_service", True), 0),
+        # No type: the boolean, as before.
+        (meta_pricing(None, True, category="authentication"), 1),
+        (meta_pricing(None, False, category="authentication"), 0),
+        (meta_pricing(None, None), -1),
+        # A type we do not know says nothing: the product's table decides.
+        (meta_pricing("premium", True), -1),
+        # Conversation-based pricing is charged per conversation: no message is flagged.
+        (meta_pricing(None, True, model="CBP", category="service"), 0),
+        (meta_pricing("regular", True, model="CBP", category="utility"), 0),
+        ("regular", -1),  # not an object
+    ],
+)
+def test_meta_pricing_type_first_then_billable(pricing, billable):
+    data = meta_notification([meta_status(WAMID, "delivered", T0, pricing=pricing)])
+    assert [e.billable for e in meta.parse(data, NOW_MS)] == [billable]
 
 
 def test_meta_inbound_messages_carry_no_status():

@@ -1,5 +1,6 @@
 """The Telnyx Verify adapter, sans I/O: its Ed25519 signature and timestamp check, the public
-key setting, and how webhook events map to a message, a channel, a status and a time."""
+key setting, and how webhook events map to a message, a channel, a status and a time: every
+delivery status and completion outcome Telnyx documents, in its documented payloads' shape."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.samples import (
     SIGNING_KEY,
     TELNYX_PUBLIC_KEY,
     VERIFICATION,
+    telnyx_completion,
     telnyx_event,
     telnyx_headers,
 )
@@ -133,8 +135,10 @@ def test_telnyx_event_types_map_to_statuses(event_type, payload_status, expected
 @pytest.mark.parametrize(
     ("event_type", "payload_status"),
     [
-        ("verify.completed", "expired"),  # completed, but the code was never accepted
-        ("verification.complete", "invalid"),
+        # Changed: `expired` and `invalid` completions were unknown; the DTMF outcome table
+        # makes them unverified (test_telnyx_completion_outcomes). A status no outcome is:
+        ("verify.completed", "pending"),
+        ("verification.complete", "rejected"),
         ("verify.reminder", "pending"),  # an event type we do not know
     ],
 )
@@ -146,10 +150,75 @@ def test_telnyx_events_that_are_not_a_known_status_are_unknown(event_type, paylo
 
 @pytest.mark.parametrize(
     ("kind", "product"),
-    [("sms", "sms"), ("whatsapp", "whatsapp"), ("SMS", "sms"), ("fax", "other"), (None, "other")],
+    [
+        ("sms", "sms"),
+        ("whatsapp", "whatsapp"),
+        ("call", "call"),
+        ("flashcall", "flashcall"),
+        ("dtmf_confirm", "dtmf_confirm"),
+        ("SMS", "sms"),
+        ("fax", "other"),
+        (None, "other"),
+    ],
 )
 def test_telnyx_channel_comes_from_the_payload_type(kind, product):
     assert telnyx.parse(telnyx_event("verify.sent", type=kind), NOW_MS).product == product
+
+
+@pytest.mark.parametrize(
+    ("event_type", "delivery_status", "expected"),
+    [
+        ("verify.sent", "sent", Status.SENT),
+        ("verify.delivered", "delivered", Status.DELIVERED),
+        ("verify.failed", "sending_failed", Status.FAILED),
+        ("verify.failed", "delivery_failed", Status.UNDELIVERED),
+        # Telnyx does not say which event carries it: any delivery event does.
+        ("verify.sent", "delivery_unconfirmed", Status.NO_DELIVERY_REPORT),
+        ("verify.delivered", "delivery_unconfirmed", Status.NO_DELIVERY_REPORT),
+        ("verify.failed", "delivery_unconfirmed", Status.NO_DELIVERY_REPORT),
+        ("verify.reminder", "delivery_unconfirmed", Status.NO_DELIVERY_REPORT),
+    ],
+)
+def test_telnyx_delivery_statuses(event_type, delivery_status, expected):
+    event = telnyx.parse(telnyx_event(event_type, delivery_status=delivery_status), NOW_MS)
+    assert (event.message_id, event.product, status_of(event)) == (VERIFICATION, "sms", expected)
+
+
+@pytest.mark.parametrize("delivery_status", [None, "pending", ["delivery_failed"], {"a": 1}])
+def test_telnyx_failed_without_a_known_delivery_status_is_failed(delivery_status):
+    sample = telnyx_event("verify.failed", delivery_status=delivery_status)
+    assert status_of(telnyx.parse(sample, NOW_MS)) is Status.FAILED
+    del sample["data"]["payload"]["delivery_status"]
+    assert status_of(telnyx.parse(sample, NOW_MS)) is Status.FAILED
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        ("accepted", Status.VERIFIED),  # "Confirmed": digit 1 pressed
+        ("invalid", Status.UNVERIFIED),  # "Rejected": wrong digit
+        ("expired", Status.UNVERIFIED),  # "Timed out": no keypress
+        ("error", Status.UNDELIVERED),  # "Failed": call not answered
+    ],
+)
+def test_telnyx_completion_outcomes(outcome, expected):
+    sample = telnyx_completion(outcome)
+    event = telnyx.parse(sample, NOW_MS)
+    # The documented completion has no occurred_at: receipt time.
+    assert (event.message_id, event.product, event.at_ms) == (VERIFICATION, "dtmf_confirm", NOW_MS)
+    assert status_of(event) is expected
+    sample["data"]["event_type"] = "verify.completed"  # the undocumented alias
+    assert status_of(telnyx.parse(sample, NOW_MS)) is expected
+    # An outcome's status says more than a delivery status the completion may carry.
+    sample["data"]["payload"]["delivery_status"] = "delivery_unconfirmed"
+    assert status_of(telnyx.parse(sample, NOW_MS)) is expected
+
+
+@pytest.mark.parametrize("outcome", [None, ["accepted"], {"status": "accepted"}, 1])
+def test_telnyx_completion_without_a_string_status_is_unknown(outcome):
+    sample = telnyx_completion("accepted")
+    sample["data"]["payload"]["status"] = outcome
+    assert telnyx.parse(sample, NOW_MS).code == products.UNKNOWN_CODE
 
 
 def test_telnyx_occurred_at_is_the_status_time_when_plausible():

@@ -1,5 +1,6 @@
 """The Twilio adapter, sans I/O: X-Twilio-Signature over the public URL and every form field,
-message statuses, the channel from the address scheme, and malformed callbacks."""
+message statuses (every one Twilio documents, in its callbacks' shapes per channel), the
+channel from ChannelPrefix or else the address scheme, and malformed callbacks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from twilio.request_validator import RequestValidator
 from core.model import Status
 from receiver import body
 from receiver.providers import twilio
-from tests.samples import NOW_MS, SID, TWILIO_AUTH_TOKEN, TWILIO_URL, twilio_form, twilio_headers
+from tests.samples import (
+    NOW_MS,
+    SID,
+    TWILIO_AUTH_TOKEN,
+    TWILIO_URL,
+    twilio_callback,
+    twilio_form,
+    twilio_headers,
+)
 from tests.support import rejection, status_of
 
 VALIDATOR = RequestValidator(TWILIO_AUTH_TOKEN)
@@ -63,7 +72,12 @@ def test_twilio_refuses_missing_or_wrong_signatures_with_401(headers, form, reas
         ("read", Status.READ),
         ("undelivered", Status.UNDELIVERED),
         ("failed", Status.FAILED),
-        ("canceled", None),
+        # Changed: the docs make `canceled` a terminal callback (it was unknown).
+        ("canceled", Status.FAILED),
+        ("scheduled", Status.REQUESTED),
+        ("partially_delivered", Status.DELIVERED),
+        ("receiving", None),  # inbound statuses: no outbound message's
+        ("received", None),
     ],
 )
 def test_twilio_statuses(name, expected):
@@ -84,6 +98,51 @@ def test_twilio_statuses(name, expected):
 )
 def test_twilio_product_from_the_address_scheme(form, product):
     event = twilio.parse({"MessageSid": SID, "MessageStatus": "sent", **form}, NOW_MS)
+    assert event.product == product
+
+
+@pytest.mark.parametrize(
+    ("name", "channel", "expected"),
+    [
+        ("queued", "sms", Status.REQUESTED),
+        ("sent", "sms", Status.SENT),
+        ("delivered", "sms", Status.DELIVERED),
+        ("undelivered", "sms", Status.UNDELIVERED),
+        ("failed", "sms", Status.FAILED),
+        ("canceled", "sms", Status.FAILED),
+        ("queued", "whatsapp", Status.REQUESTED),
+        ("sent", "whatsapp", Status.SENT),
+        ("delivered", "whatsapp", Status.DELIVERED),
+        ("read", "whatsapp", Status.READ),
+        ("undelivered", "whatsapp", Status.UNDELIVERED),
+        ("failed", "whatsapp", Status.FAILED),
+        ("sent", "rcs", Status.SENT),
+        ("delivered", "rcs", Status.DELIVERED),
+        ("read", "rcs", Status.READ),
+        ("failed", "rcs", Status.FAILED),
+    ],
+)
+def test_twilio_documented_callbacks_per_channel(name, channel, expected):
+    event = twilio.parse(twilio_callback(name, channel), NOW_MS)
+    assert (event.message_id, event.product, status_of(event)) == (SID, channel, expected)
+
+
+@pytest.mark.parametrize(
+    ("form", "product"),
+    [
+        ({"ChannelPrefix": "whatsapp", "From": "whatsapp:+14155238886"}, "whatsapp"),
+        ({"ChannelPrefix": "rcs", "From": "+14155238886"}, "rcs"),
+        ({"ChannelPrefix": "RCS", "To": "+15017122661"}, "rcs"),
+        # The prefix names the channel; an address scheme is only the fallback.
+        ({"ChannelPrefix": "rcs", "From": "whatsapp:+14155238886"}, "rcs"),
+        ({"ChannelPrefix": "whatsapp", "From": "+14155238886"}, "whatsapp"),
+        # A prefix we do not bill apart (or none) leaves it to the scheme.
+        ({"ChannelPrefix": "messenger", "From": "whatsapp:+14155238886"}, "whatsapp"),
+        ({"ChannelPrefix": "", "From": "+14155238886"}, "sms"),
+    ],
+)
+def test_twilio_product_from_channel_prefix_first(form, product):
+    event = twilio.parse({"MessageSid": SID, "MessageStatus": "read", **form}, NOW_MS)
     assert event.product == product
 
 

@@ -22,12 +22,21 @@ PROVIDER = "meta"
 PRODUCT = "whatsapp"
 SIGNATURE = "x-hub-signature-256"
 MAX_CHALLENGE = 128
+# `<STATUS>` in "Parameters" of
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status
 STATUS_CODES: Mapping[str, int] = {
-    "sent": products.CODE_OF[Status.SENT],
+    "sent": products.CODE_OF[Status.SENT],  # "successfully sent from our servers"
     "delivered": products.CODE_OF[Status.DELIVERED],
-    "read": products.CODE_OF[Status.READ],
-    "failed": products.CODE_OF[Status.FAILED],
+    "read": products.CODE_OF[Status.READ],  # "displayed in an open chat thread"
+    # "the first time a voice message is played": delivered and consumed, as read is.
+    "played": products.CODE_OF[Status.READ],
+    "failed": products.CODE_OF[Status.FAILED],  # "failure to send or deliver the message"
 }
+# `pricing.type` values that say billable (same page and section; and "Webhooks" of
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/pricing). Every
+# `free_*` type (free_customer_service, free_entry_point, free_group_customer_service) is free.
+BILLABLE_TYPE = "regular"
+FREE_TYPE_PREFIX = "free_"
 
 
 def handshake(params: Mapping[str, str], verify_token: str) -> str:
@@ -80,5 +89,19 @@ def _event(status: Mapping[str, Any], received_ms: int) -> Event:
 
 
 def _billable(status: Mapping[str, Any]) -> int:
-    flag = fields.get(status, "pricing.billable")
+    """Meta's pricing as the Event's flag: 1 billable, 0 not, -1 none (the table decides)."""
+    pricing = status.get("pricing")
+    if not isinstance(pricing, Mapping):
+        return -1
+    # Conversation-based pricing charged per conversation, not per message, and its webhooks
+    # after 2025-07-01 are the free utility "Edge case" of the pricing page: never per message.
+    if pricing.get("pricing_model") == "CBP":
+        return 0
+    # `billable` "will be deprecated": `type` decides where sent; an unknown type says nothing.
+    kind = pricing.get("type")
+    if isinstance(kind, str):
+        if kind == BILLABLE_TYPE:
+            return 1
+        return 0 if kind.startswith(FREE_TYPE_PREFIX) else -1
+    flag = pricing.get("billable")
     return int(flag) if isinstance(flag, bool) else -1

@@ -23,13 +23,34 @@ from receiver.providers import fields
 PROVIDER = "telnyx"
 SIGNATURE = "telnyx-signature-ed25519"
 TIMESTAMP = "telnyx-timestamp"
+# "Verify delivery status updates" and "Delivery statuses" of
+# https://developers.telnyx.com/docs/identity/verify/receiving-webhooks
 EVENT_CODES: Mapping[str, int] = {
-    "verify.sent": products.CODE_OF[Status.SENT],
+    "verify.sent": products.CODE_OF[Status.SENT],  # "sent to the upstream provider"
     "verify.delivered": products.CODE_OF[Status.DELIVERED],
-    "verify.failed": products.CODE_OF[Status.FAILED],
+    "verify.failed": products.CODE_OF[Status.FAILED],  # refined by FAILURE_CODES
 }
-# A completed verification counts as verified only when the code was accepted.
+# `verify.failed`'s `delivery_status` (same section); absent or another value: failed.
+FAILURE_CODES: Mapping[str, int] = {
+    # "Telnyx has failed to send the verification to the upstream provider."
+    "sending_failed": products.CODE_OF[Status.FAILED],
+    # "The upstream provider has failed to send the verification to the receiver."
+    "delivery_failed": products.CODE_OF[Status.UNDELIVERED],
+}
+# "There is no indication whether or not the verification has reached the receiver." Telnyx
+# does not say which event carries it, so any event but a completion with it is no report.
+UNCONFIRMED = "delivery_unconfirmed"
+# `verification.complete` is documented ("Flow" and its outcome table of
+# https://developers.telnyx.com/docs/identity/verify/dtmf-confirm). `verify.completed` is in no
+# Telnyx documentation (only a sample's README names it): kept as an undocumented alias.
 COMPLETED = frozenset({"verification.complete", "verify.completed"})
+# The completion's `data.payload.status`, per the DTMF outcome table.
+COMPLETION_CODES: Mapping[str, int] = {
+    "accepted": products.CODE_OF[Status.VERIFIED],  # "Confirmed": digit 1 pressed
+    "invalid": products.CODE_OF[Status.UNVERIFIED],  # "Rejected": wrong digit
+    "expired": products.CODE_OF[Status.UNVERIFIED],  # "Timed out": no keypress
+    "error": products.CODE_OF[Status.UNDELIVERED],  # "Failed": call not answered
+}
 
 
 def public_key(encoded: str) -> VerifyKey:
@@ -71,7 +92,19 @@ def channel(data: Mapping[str, Any]) -> str:
 
 
 def code(event_type: str, data: Mapping[str, Any]) -> int:
+    """The canonical code of an event; UNKNOWN_CODE for a name or outcome we do not know."""
+    # Only strings are looked up: a list or an object in the JSON is no key (and no 500).
+    delivery = _text(fields.get(data, "data.payload.delivery_status"))
     if event_type in COMPLETED:
-        accepted = fields.get(data, "data.payload.status") == "accepted"
-        return products.CODE_OF[Status.VERIFIED] if accepted else products.UNKNOWN_CODE
+        # An outcome: its status says more than any delivery status it may carry.
+        status = _text(fields.get(data, "data.payload.status"))
+        return COMPLETION_CODES.get(status, products.UNKNOWN_CODE)
+    if delivery == UNCONFIRMED:
+        return products.CODE_OF[Status.NO_DELIVERY_REPORT]
+    if event_type == "verify.failed":
+        return FAILURE_CODES.get(delivery, EVENT_CODES[event_type])
     return EVENT_CODES.get(event_type, products.UNKNOWN_CODE)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

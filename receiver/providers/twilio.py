@@ -19,17 +19,31 @@ from receiver.providers import fields
 
 PROVIDER = "twilio"
 SIGNATURE = "x-twilio-signature"
+# Every value of Twilio's MessageStatus enum, meanings from "Message Status values" of
+# https://www.twilio.com/docs/messaging/api/message-resource#message-status-values and callbacks
+# from "Message status changes triggering status callback requests" of
+# https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks
 STATUS_CODES: Mapping[str, int] = {
+    # The initial status of a new message, never a callback itself; `queued` follows the others.
     "accepted": products.CODE_OF[Status.REQUESTED],
     "scheduled": products.CODE_OF[Status.REQUESTED],
     "queued": products.CODE_OF[Status.REQUESTED],
     "sending": products.CODE_OF[Status.SENT],
-    "sent": products.CODE_OF[Status.SENT],
+    "sent": products.CODE_OF[Status.SENT],  # "The nearest upstream carrier accepted" it
     "delivered": products.CODE_OF[Status.DELIVERED],
-    "read": products.CODE_OF[Status.READ],
+    "read": products.CODE_OF[Status.READ],  # "Channels supported: RCS and WhatsApp"
     "undelivered": products.CODE_OF[Status.UNDELIVERED],
-    "failed": products.CODE_OF[Status.FAILED],
+    "failed": products.CODE_OF[Status.FAILED],  # "failed to send": it never left Twilio
+    # A scheduled message canceled before its SendAt: a terminal callback, never sent.
+    "canceled": products.CODE_OF[Status.FAILED],
+    # "[Deprecated]" and otherwise undocumented: "partially delivered" is delivery evidence.
+    "partially_delivered": products.CODE_OF[Status.DELIVERED],
+    # `receiving` and `received` are inbound statuses, never those of an outbound message:
+    # left out, so they are recorded as unknown.
 }
+# `ChannelPrefix` names the channel of RCS, WhatsApp and other non-SMS messages ("Twilio's
+# request to the StatusCallback URL" of https://www.twilio.com/docs/messaging/api/message-resource).
+PREFIXED_CHANNELS = frozenset({"whatsapp", "rcs"})
 
 
 def verify(
@@ -51,6 +65,12 @@ def parse(form: Mapping[str, str], received_ms: int) -> Event:
 
 
 def channel(form: Mapping[str, str]) -> str:
+    """The product: `ChannelPrefix` where it names one we bill apart, else the `whatsapp:`
+    address scheme (message-resource, "Message Properties", `from`: "whatsapp:+1555..."),
+    else SMS. An unknown prefix falls back likewise."""
+    prefix = form.get("ChannelPrefix", "").lower()
+    if prefix in PREFIXED_CHANNELS:
+        return prefix
     # Only the address's scheme is read, never the number.
     sender = form.get("From", "") or form.get("To", "")
     return "whatsapp" if sender.startswith("whatsapp:") else "sms"

@@ -84,9 +84,13 @@ def notification() -> Schema:
 def status() -> Schema:
     pricing = obj(
         {
-            "billable": {"type": "boolean", "description": "Meta's own billing flag."},
+            "billable": {
+                "type": "boolean",
+                "description": "Meta's billing flag (deprecated): read when type is absent.",
+            },
+            "type": string("`regular`: billable; `free_*`: free. Wins over billable."),
             "category": string(),
-            "pricing_model": string(),
+            "pricing_model": string("`CBP` (conversation pricing): not billed per message."),
         }
     )
     return obj(

@@ -47,7 +47,11 @@ def event() -> Schema:
             "id": message_id("The verification id: the message id."),
             "type": string(f"The channel: {', '.join(products.TELNYX_CHANNELS)} (else other)."),
             "delivery_status": string(),
-            "status": string("`accepted` completes a verification as verified."),
+            "status": string(
+                "Of verification.complete: "
+                + ", ".join(f"`{name}`" for name in telnyx.COMPLETION_CODES)
+                + " (accepted: verified; invalid, expired: unverified; error: undelivered)."
+            ),
         },
         ("id",),
     )

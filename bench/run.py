@@ -18,7 +18,7 @@ from pathlib import Path
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from core import logs
+from core import keys, logs
 from core.embedded import RedisServer, free_port
 from core.events import Event
 from core.settings import Settings
@@ -122,9 +122,11 @@ def memory(redis: Redis, store: Store, messages: int = 50_000) -> dict[str, floa
             batch = []
     store.apply("mem-last", batch)
     used = redis.info("memory")["used_memory"] - before
-    sample = redis.memory_usage(f"otp:m:verihubs:{0:08x}-7c2e-4b5e-9f1a-{0:012x}")
+    first = f"{0:08x}-7c2e-4b5e-9f1a-{0:012x}"
+    sample = redis.memory_usage(keys.message("verihubs", first))
+    record = redis.memory_usage(keys.billing_record("verihubs", first))
     return {"messages": messages, "bytes_per_message": used / messages,
-            "message_key_bytes": sample}  # fmt: skip
+            "message_key_bytes": sample, "billing_record_bytes": record}  # fmt: skip
 
 
 def main() -> None:
@@ -136,7 +138,9 @@ def main() -> None:
                    "ADMIN_TOKEN": "x", "MAX_BACKLOG": "10000000"}  # fmt: skip
             settings = Settings.from_env(env)
             redis = Redis.from_url(server.url)
-            store = Store(redis, settings.message_ttl, settings.failed_job_ttl)
+            store = Store(
+                redis, settings.message_ttl, settings.failed_job_ttl, settings.billing_horizon
+            )
             jobs.bind(store)
             results = {
                 "receiver": receiver(redis, env),
@@ -167,7 +171,8 @@ def report(results: dict[str, dict[str, float]]) -> None:
          f"{w['ratio']:.1f}x (target >= 3,000/s and >= 8x)"),
         ("worker: ours, batches of 64 (/s)", f"{w64['batched_per_s']:,.0f}", f"{w64['ratio']:.1f}x"),
         ("redis bytes per tracked message", f"{m['bytes_per_message']:.0f}",
-         f"target <= 300 (message hash alone: {m['message_key_bytes']} B)"),
+         f"target <= 300 (message hash alone: {m['message_key_bytes']} B,"
+         f" billing record: {m['billing_record_bytes']} B)"),
     ]  # fmt: skip
     width = max(len(row[0]) for row in rows)
     for name, value, note in rows:

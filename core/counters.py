@@ -75,6 +75,18 @@ TRANSITIONS = Family(
 STARTED = Family(
     "started", "otp_messages_started", "Messages seen for the first time", PROVIDER_PRODUCT
 )
+MISMATCH = Family(
+    "mismatch",
+    "otp_callbacks_product_mismatch",
+    "Callbacks naming another product than their message's (labelled by theirs): no effect",
+    PROVIDER_PRODUCT,
+)
+REATTACHED = Family(
+    "reattached",
+    "otp_messages_reattached",
+    "Messages back after their state expired, within the billing horizon (not billed again)",
+    PROVIDER_PRODUCT,
+)
 BILLABLE = Family(
     "billable", "otp_messages_billable", "Messages that became billable", PROVIDER_PRODUCT
 )
@@ -120,6 +132,8 @@ FAMILIES: tuple[Family, ...] = (
     UNKNOWN,
     TRANSITIONS,
     STARTED,
+    MISMATCH,
+    REATTACHED,
     BILLABLE,
     BILLABLE_REVERSED,
     *LATENCIES.values(),

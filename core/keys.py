@@ -8,15 +8,36 @@ Stored names are part of the data: renaming one orphans what Redis already holds
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 PREFIX = "otp"
 COUNTERS = f"{PREFIX}:counters"
+# Billable messages per UTC day, provider and product (`<day>|<provider>|<product>`): how
+# billing was kept before 15-minute buckets. Still read, and still moved for the messages
+# that were counted in it (their billing record's scheme is DAY_SCHEME).
 BILLING = f"{PREFIX}:billing"
+# Billing counts in 15-minute UTC buckets, one hash per UTC day: `<BILLING>:<day>` holds
+# `<quarter of the day>|<provider>|<product>`. Every real zone offset is a multiple of 15
+# minutes, so a day in any IANA zone is a whole number of buckets.
+QUARTER_MS = 15 * 60 * 1000
+DAY_MS = 86_400_000
+DAY_SCHEME, QUARTER_SCHEME = "d", "q"
 
 
 def message(provider: str, message_id: str) -> str:
     return f"{PREFIX}:m:{provider}:{message_id}"
+
+
+def billing_day(day: int) -> str:
+    """The quarter-hour buckets of one UTC day (days since the epoch)."""
+    return f"{BILLING}:{day}"
+
+
+def billing_record(provider: str, message_id: str) -> str:
+    """What billing needs of a message, kept for the billing horizon (longer than its state):
+    a callback after the state expired re-attaches to it instead of billing again."""
+    return f"{PREFIX}:bill:{provider}:{message_id}"
 
 
 def applied(batch_id: str) -> str:
@@ -39,6 +60,8 @@ class MessageField(StrEnum):
     LATE = "l"
     # The provider's billing flags seen (`core.model.BillingFlag`).
     FLAGS = "b"
+    # Callbacks refused because they named another product than the message's.
+    MISMATCHES = "x"
     UNKNOWN_PREFIX = "u"
 
 
@@ -48,3 +71,29 @@ def status_field(bit: int) -> str:
 
 def unknown_field(code: int) -> str:
     return f"{MessageField.UNKNOWN_PREFIX}{code}"
+
+
+@dataclass(frozen=True)
+class BillingRecord:
+    """The billing record's value: `<product>|<seen>|<flags>|<first ms>|<observed>|<scheme>`,
+    written by apply.lua (the same order) and read here."""
+
+    product: str
+    seen: int
+    flags: int
+    first_ms: int
+    observed: int
+    scheme: str
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> BillingRecord:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        product, seen, flags, first, observed, scheme = text.split(RECORD_SEP)
+        return cls(product, int(seen), int(flags), int(first), int(observed), scheme)
+
+    def encode(self) -> str:
+        parts = (self.product, self.seen, self.flags, self.first_ms, self.observed, self.scheme)
+        return RECORD_SEP.join(str(p) for p in parts)
+
+
+RECORD_SEP = "|"

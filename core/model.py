@@ -76,6 +76,8 @@ class Outcome(StrEnum):
     LATE = "late"
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
+    # The callback names another product than the message's: it changes nothing.
+    MISMATCH = "mismatch"
 
 
 ORDER: tuple[Status, ...] = tuple(Status)
@@ -159,21 +161,23 @@ class Product:
         return self.codes.get(code)
 
     def is_billable(self, seen: Iterable[Status], flags: BillingFlag = BillingFlag.NONE) -> bool:
-        """The provider's own per-message billing flag decides where it sent one (Meta's
-        `pricing.billable`, an estimate made at `sent`): billable if any callback said so,
-        unless the message then failed. Else the status table does."""
-        state = current_state(seen)
-        if flags:
-            return BillingFlag.BILLABLE in flags and state not in FAILURES
-        return state in self.charged
+        """Billed while the current state is a status the product charges. Where the provider
+        sends its own per-message flag (Meta's pricing), a charged message is billed only if
+        some callback said billable: Meta charges a template message once it is delivered,
+        and its flag on `sent` is a forecast, so the state must be charged as well."""
+        if current_state(seen) not in self.charged:
+            return False
+        return not flags or BillingFlag.BILLABLE in flags
 
 
 @dataclass(frozen=True)
 class Message:
-    """What is kept of a message: the set of statuses and the set of billing flags seen."""
+    """What is kept of a message: its product (that of its first callback), the set of
+    statuses and the set of billing flags seen."""
 
     seen: frozenset[Status] = frozenset()
     flags: BillingFlag = BillingFlag.NONE
+    product: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,11 +216,19 @@ def apply(
     flag: BillingFlag = BillingFlag.NONE,
 ) -> tuple[Message, Effect]:
     """Apply one callback (None: the message is not known yet). Both sets only grow, so any
-    order and any repetition of the same callbacks ends in the same Message."""
+    order and any repetition of the same callbacks ends in the same Message.
+
+    The first callback fixes the message's product; a callback of another product (a
+    misconfigured callback URL: its code is in another numbering) changes nothing at all.
+    """
+    if message is not None and message.product not in (None, prod.name):
+        state = current_state(message.seen)
+        return message, Effect(Outcome.MISMATCH, False, state, state, False, 0)
     before = message or Message()
     after = Message(
         before.seen if status is None else before.seen | {status},
         before.flags | flag,
+        prod.name,
     )
     effect = Effect(
         outcome=classify(before.seen, status),

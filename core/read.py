@@ -7,9 +7,11 @@ rendered with.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from redis import Redis
 
@@ -19,12 +21,14 @@ from core.counters import SEP
 from core.keys import MessageField
 
 EPOCH = date(1970, 1, 1)
+LAST_DAY = date(9999, 12, 30)
 
 
 @dataclass(frozen=True)
 class StatusSeen:
     status: str
-    first_seen: str
+    # None for a status known from the billing record only: its time expired with the state.
+    first_seen: str | None
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,48 @@ class Reader:
             return None
         return _message_view(provider, message_id, {k.decode(): v.decode() for k, v in raw.items()})
 
-    def billing(self, start: date, end: date) -> list[BillingRow]:
-        rows = [
-            _billing_row(k.decode(), int(v)) for k, v in self.redis.hgetall(keys.BILLING).items()
-        ]
-        wanted = [r for r in rows if start <= r.day <= end and r.billable]
-        return sorted(wanted, key=lambda r: (r.day, r.provider, r.product))
+    def billing(self, start: date, end: date, zone: tzinfo = UTC) -> list[BillingRow]:
+        """Billable messages per day of `zone` (start and end included), provider and product.
+
+        Counts are kept in 15-minute UTC buckets, so a day of any zone, 23 or 25 hours long
+        included, is a whole number of them. Counts kept before buckets existed have UTC days
+        only: they are reported on their UTC date whatever the zone.
+        """
+        # Nothing was billed before the epoch; the last date leaves room for the day after.
+        start, end = max(start, EPOCH), min(end, LAST_DAY)
+        if start > end:
+            return []
+        days = [start + timedelta(days=n) for n in range((end - start).days + 2)]
+        # bounds[i]: the first quarter-hour (since the epoch) of days[i] in the zone.
+        bounds = [_quarter(datetime.combine(d, time.min, zone)) for d in days]
+        totals: Counter[tuple[date, str, str]] = Counter()
+        first_day, last_day = bounds[0] // QUARTERS_PER_DAY, (bounds[-1] - 1) // QUARTERS_PER_DAY
+        pipe = self.redis.pipeline(transaction=False)
+        for utc_day in range(first_day, last_day + 1):
+            pipe.hgetall(keys.billing_day(utc_day))
+        pipe.hgetall(keys.BILLING)
+        *quarters, legacy = pipe.execute()
+        for utc_day, buckets in zip(range(first_day, last_day + 1), quarters, strict=True):
+            for name, count in buckets.items():
+                quarter, provider, product = name.decode().split(SEP, 2)
+                index = bisect_right(bounds, utc_day * QUARTERS_PER_DAY + int(quarter)) - 1
+                if 0 <= index < len(days) - 1:
+                    totals[days[index], provider, product] += int(count)
+        for name, count in legacy.items():
+            row = _billing_row(name.decode(), int(count))
+            if start <= row.day <= end:
+                totals[row.day, row.provider, row.product] += row.billable
+        return [BillingRow(*k, n) for k, n in sorted(totals.items()) if n]
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.COUNTERS).items()}
+
+
+QUARTERS_PER_DAY = keys.DAY_MS // keys.QUARTER_MS
+
+
+def _quarter(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000) // keys.QUARTER_MS
 
 
 def _billing_row(field_name: str, count: int) -> BillingRow:
@@ -88,6 +125,7 @@ def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> Messag
     anomalies = {
         "duplicates": int(raw.get(MessageField.DUPLICATES, 0)),
         "late": int(raw.get(MessageField.LATE, 0)),
+        "product_mismatch": int(raw.get(MessageField.MISMATCHES, 0)),
         "conflict": int(model.is_conflict(seen)),
     }
     return MessageView(
@@ -104,10 +142,11 @@ def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> Messag
 
 
 def _seen(raw: dict[str, str], seen: Iterable[model.Status]) -> list[StatusSeen]:
-    return sorted(
-        (StatusSeen(s.value, iso(int(raw[keys.status_field(s.bit)]))) for s in seen),
-        key=lambda s: s.first_seen,
-    )
+    """In the order they were first seen; those whose time expired (known from the billing
+    record only) first, by precedence."""
+    times = {s: raw.get(keys.status_field(s.bit)) for s in seen}
+    ordered = sorted(seen, key=lambda s: (times[s] is not None, int(times[s] or 0), s.rank))
+    return [StatusSeen(s.value, iso(int(t)) if (t := times[s]) else None) for s in ordered]
 
 
 def _unknown(raw: dict[str, str]) -> list[UnknownCode]:

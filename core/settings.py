@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.config import Config
 from starlette.datastructures import Secret
+
+from core.clock import MAX_AGE_MS
 
 DAY = 24 * 3600
 PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
@@ -20,6 +24,20 @@ PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
 def _secret(value: str) -> Secret | None:
     """An empty secret is no secret: an endpoint or token left empty stays closed."""
     return Secret(value) if value.strip() else None
+
+
+def zone(name: str) -> ZoneInfo:
+    """An IANA time zone by name; ValueError for one the zone database does not know.
+
+    Only names the database lists are looked up: ZoneInfo takes any name as a file path."""
+    if name not in _zone_names():
+        raise ValueError(f"unknown time zone {name[:64]!r} (an IANA name, e.g. Asia/Jakarta)")
+    return ZoneInfo(name)
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -34,6 +52,8 @@ class Settings:
     admin_token: Secret | None
     queue_name: str
     message_ttl: int
+    billing_horizon: int
+    billing_timezone: ZoneInfo
     failed_job_ttl: int
     job_timeout: int
     job_retries: int
@@ -66,6 +86,8 @@ class Settings:
             admin_token=config("ADMIN_TOKEN", cast=_secret, default=""),
             queue_name=config("QUEUE_NAME", default="otp-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
+            billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
+            billing_timezone=config("BILLING_TIMEZONE", cast=zone, default="UTC"),
             failed_job_ttl=config("FAILED_JOB_TTL", cast=int, default=7 * DAY),
             job_timeout=config("JOB_TIMEOUT", cast=int, default=60),
             job_retries=config("JOB_RETRIES", cast=int, default=3),
@@ -88,7 +110,18 @@ class Settings:
                 for p in PROVIDERS
             },
             max_json_depth=config("MAX_JSON_DEPTH", cast=int, default=32),
-        )
+        )._checked()
+
+    def _checked(self) -> Settings:
+        # What billing needs of a message must outlive its state, and any provider time we
+        # believe: a replay within either finds the message's billing and re-attaches to it.
+        floor = max(self.message_ttl, MAX_AGE_MS // 1000)
+        if self.billing_horizon < floor:
+            raise ValueError(
+                f"BILLING_HORIZON must be at least {floor} s (MESSAGE_TTL, and the 30 days"
+                " within which provider times are believed)"
+            )
+        return self
 
     @property
     def redis(self) -> str:

@@ -115,7 +115,7 @@ def billing_and_latency() -> list[Panel]:
 def anomalies() -> list[Panel]:
     return [
         Panel(
-            "Duplicates, late arrivals, conflicts, unknown codes",
+            "Duplicates, late arrivals, conflicts, unknown codes, product mismatches",
             [
                 (
                     f"sum(rate(otp_callbacks_duplicate_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
@@ -129,6 +129,10 @@ def anomalies() -> list[Panel]:
                 (
                     f"sum(rate(otp_callbacks_unknown_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
                     "unknown code",
+                ),
+                (
+                    f"sum(rate(otp_callbacks_product_mismatch_total{{{SELECTOR}}}[{RATE_INTERVAL}]))",
+                    "product mismatch",
                 ),
             ],
             "reqps",

@@ -22,7 +22,7 @@ MAIN = (
     "Failure rate (messages entering a failure state / messages started)",
     "Failures by reason",
     "Latency percentiles from requested/sent",
-    "Duplicates, late arrivals, conflicts, unknown codes",
+    "Duplicates, late arrivals, conflicts, unknown codes, product mismatches",
     "Backlog and oldest queued batch",
     "Processing lag p95 (received -> applied)",
 )

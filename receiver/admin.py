@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+from calendar import monthrange
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.read import BillingRow
+from core.settings import zone
 from receiver import auth
 from receiver.context import Context
 from receiver.errors import Rejected
 
 MAX_BILLING_DAYS = 366
+DEFAULT_BILLING_DAYS = 31
+FORMATS = ("json", "csv")
 
 
 def message(request: Request) -> JSONResponse:
@@ -31,24 +36,71 @@ def message(request: Request) -> JSONResponse:
 def billing(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     auth.check_admin(request, ctx.settings.admin_token)
-    start, end = _range(request.query_params.get("from"), request.query_params.get("to"))
-    rows = ctx.reader.billing(start, end)
-    if "text/csv" in request.headers.get("accept", ""):
-        return Response(_csv(rows), media_type="text/csv")
+    params = request.query_params
+    tz = _zone(params.get("tz"), ctx.settings.billing_timezone)
+    start, end = _range(params.get("from"), params.get("to"), params.get("month"), tz)
+    rows = ctx.reader.billing(start, end, tz)
+    if _format(params.get("format"), request.headers.get("accept", "")) == "csv":
+        name = f"billing-{start}-{end}-{tz.key.replace('/', '_')}.csv"
+        disposition = f'attachment; filename="{name}"'
+        return Response(
+            _csv(rows), media_type="text/csv", headers={"Content-Disposition": disposition}
+        )
     return JSONResponse(
-        {"from": start.isoformat(), "to": end.isoformat(), "days": [_json(r) for r in rows]}
+        {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "tz": tz.key,
+            "days": [_json(r) for r in rows],
+        }
     )
 
 
-def _range(start: str | None, end: str | None) -> tuple[date, date]:
-    last = _day(end, "to") if end else datetime.now(UTC).date()
-    default_days = min(30, (last - date.min).days)
-    first = _day(start, "from") if start else last - timedelta(days=default_days)
+def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
+    if name is None:
+        return default
+    try:
+        return zone(name)
+    except ValueError as exc:
+        raise Rejected("invalid_timezone", str(exc)) from exc
+
+
+def _format(name: str | None, accept: str) -> str:
+    """`format=` wins over the Accept header."""
+    if name is None:
+        return "csv" if "text/csv" in accept else "json"
+    if name not in FORMATS:
+        raise Rejected("invalid_format", "format must be csv or json")
+    return name
+
+
+def _range(
+    start: str | None, end: str | None, month: str | None, tz: ZoneInfo
+) -> tuple[date, date]:
+    """Days of the zone, both ends included: a month, or from/to; by default the last
+    DEFAULT_BILLING_DAYS days up to today (or up to `to`)."""
+    if month is not None:
+        if start is not None or end is not None:
+            raise Rejected("invalid_range", "give month, or from and to, not both")
+        return _month(month)
+    last = _day(end, "to") if end else datetime.now(tz).date()
+    default = last - timedelta(days=min(DEFAULT_BILLING_DAYS - 1, (last - date.min).days))
+    first = _day(start, "from") if start else default
     if first > last:
         raise Rejected("invalid_range", "from must not be after to")
     if (last - first).days >= MAX_BILLING_DAYS:
         raise Rejected("invalid_range", f"a range covers at most {MAX_BILLING_DAYS} days")
     return first, last
+
+
+def _month(value: str) -> tuple[date, date]:
+    try:
+        first = datetime.strptime(value, "%Y-%m").date() if len(value) == 7 else None
+    except ValueError:
+        first = None
+    if first is None:
+        raise Rejected("invalid_month", "month must be YYYY-MM")
+    return first, first.replace(day=monthrange(first.year, first.month)[1])
 
 
 def _day(value: str, name: str) -> date:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
@@ -40,6 +41,17 @@ def form_fields(body: bytes, content_type: str, max_depth: int) -> dict[str, str
         return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
     try:
         # Blank values are kept: Twilio signs them too.
-        return dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100))
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100)
     except ValueError as exc:  # UnicodeDecodeError too
         raise Rejected("invalid_body", "request body is not valid form data") from exc
+    return unique(pairs)
+
+
+def unique(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Fields as a mapping; a field given twice (`status=1&status=2`) is ambiguous: 400."""
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise Rejected("duplicate_field", f"{name[:40]} is given more than once")
+        fields[name] = value
+    return fields

@@ -42,7 +42,7 @@ async def verihubs_callback(request: Request) -> JSONResponse:
         raise Rejected("bad_token", "not found", 404)
     product = request.path_params["product"]
     verihubs.check_product(product)
-    params = dict(request.query_params)
+    params = body.unique(request.query_params.multi_items())
     if request.method == "POST":
         raw = await body.read(request, ctx.settings.max_body_bytes)
         content_type = request.headers.get("content-type", "")

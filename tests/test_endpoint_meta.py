@@ -18,8 +18,10 @@ from tests.samples import (
     PRICING,
     WAMIDS,
     iso,
+    meta_example,
     meta_headers,
     meta_notification,
+    meta_pricing,
     meta_status,
 )
 from tests.support import QUEUE, assert_refused, billing, message, metric, run_jobs
@@ -93,13 +95,36 @@ def test_meta_notification_with_many_statuses(app_client, redis, settings):
     failed = message(client, "meta", WAMIDS[1])
     assert (failed["state"], failed["billable"]) == ("failed", False)
     assert failed["statuses"][-1] == {"status": "failed", "first_seen": iso(t + 9)}
-    # Meta's own billing flag overrides the table (delivered is charged, sent is not).
+    # Meta's own billing flag decides among the charged states: a free delivered message is
+    # not billed. Changed: a flag on `sent` is only a forecast, since Meta charges "only ...
+    # when a template message is delivered" (it was billed).
     free = message(client, "meta", WAMIDS[2])
     assert (free["state"], free["billable"]) == ("delivered", False)
-    charged = message(client, "meta", WAMIDS[3])
-    assert (charged["state"], charged["billable"]) == ("sent", True)
-    assert billing(client) == {("meta", "whatsapp"): 2}
+    forecast = message(client, "meta", WAMIDS[3])
+    assert (forecast["state"], forecast["billable"]) == ("sent", False)
+    assert billing(client) == {("meta", "whatsapp"): 1}
     assert metric(client, "otp_callbacks_received_total", provider="meta") == 7
+
+
+def test_meta_documented_statuses_and_pricing_are_billed(app_client, redis, settings):
+    client = app_client(META_APP_SECRET=META_APP_SECRET)
+    t = int(time.time()) - 300
+    free = meta_pricing("free_customer_service", False, category="service")
+    notification = meta_notification(
+        [
+            meta_example("sent", t, WAMIDS[0]),  # PMP, regular: billed once delivered
+            meta_example("delivered", t + 2, WAMIDS[0]),
+            meta_status(WAMIDS[1], "delivered", t + 2, pricing=free),
+            meta_example("read", t + 3, WAMIDS[2]),  # CBP: per conversation, not per message
+            meta_example("played", t + 4, WAMIDS[3]),  # no pricing: the table (read) decides
+        ]
+    )
+    response = post_meta(client, json.dumps(notification).encode())
+    assert (response.status_code, response.json()) == (200, {"status": "accepted", "events": 5})
+    run_jobs(redis, settings)
+    states = [(m["state"], m["billable"]) for w in WAMIDS for m in [message(client, "meta", w)]]
+    assert states == [("delivered", True), ("delivered", False), ("read", False), ("read", True)]
+    assert billing(client) == {("meta", "whatsapp"): 2}
 
 
 def test_meta_inbound_message_notification_queues_nothing(app_client, redis):

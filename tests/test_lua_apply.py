@@ -8,10 +8,19 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import counters
+from core import counters, keys
 from core.events import Event
 from receiver.queue_writer import QueueWriter
-from tests.reference import DAY_MS, MIDNIGHT, PRODUCTS, UNKNOWN_CODE, event, reference, stored
+from tests.reference import (
+    MIDNIGHT,
+    PRODUCTS,
+    UNKNOWN_CODE,
+    billing_buckets,
+    bucket,
+    event,
+    reference,
+    stored,
+)
 from tests.support import run_jobs
 
 SLOW = settings(
@@ -19,19 +28,26 @@ SLOW = settings(
 )
 
 
-callbacks = st.lists(
-    st.builds(
-        event,
-        st.sampled_from(sorted(PRODUCTS)),
-        st.sampled_from([*range(14), UNKNOWN_CODE]),
-        st.sampled_from([-1, -1, 0, 1]),
-    ),
-    max_size=25,
-)
+def _callbacks(intruders: bool) -> st.SearchStrategy:
+    return st.lists(
+        st.builds(
+            event,
+            st.sampled_from(sorted(PRODUCTS)),
+            st.sampled_from([*range(14), UNKNOWN_CODE]),
+            st.sampled_from([-1, -1, 0, 1]),
+            st.sampled_from([False] * 5 + [True]) if intruders else st.just(False),
+        ),
+        max_size=25,
+    )
+
+
+callbacks = _callbacks(intruders=False)
+# Some callbacks name another product than their message's (a wrong callback URL).
+with_intruders = _callbacks(intruders=True)
 
 
 @SLOW
-@given(callbacks)
+@given(with_intruders)
 def test_lua_agrees_with_the_model_event_by_event(redis, store, reader, events):
     redis.flushall()
     for i, e in enumerate(events):
@@ -63,6 +79,50 @@ def test_worker_converges_for_any_order_and_repetition(redis, store, reader, set
     assert _family(got_counts, "received") == len(copies)
 
 
+@SLOW
+@given(callbacks, st.randoms(use_true_random=False))
+def test_state_expiring_at_any_point_never_changes_billing(redis, store, reader, events, rnd):
+    """Messages whose state expires between any two batches (their billing record stays)
+    end with the billing, starts and states of a world where nothing expired."""
+    redis.flushall()
+    copies = events + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(copies)
+    i = 0
+    while i < len(copies):
+        size = rnd.randint(1, 4)
+        store.apply(f"b{i}", copies[i : i + size])
+        i += size
+        for mid in rnd.sample(sorted(PRODUCTS), k=rnd.randint(0, 3)):
+            redis.delete(keys.message(PRODUCTS[mid][0], mid))  # as MESSAGE_TTL would
+    got_counts, got_billing, got_states = stored(redis, reader)
+    want_counts, want_billing, want_states = reference(events)
+    assert got_billing == want_billing
+    assert got_states.items() <= want_states.items()
+    assert _family(got_counts, "started") == _family(want_counts, "started")
+    net = _family(got_counts, "billable") - _family(got_counts, "billable_reversed")
+    assert net == sum(want_billing.values())
+
+
+@SLOW
+@given(callbacks, st.randoms(use_true_random=False))
+def test_callbacks_of_another_product_change_nothing_in_any_order(
+    redis, store, reader, events, rnd
+):
+    """Once a message has its product, callbacks naming another one, duplicated and mixed in
+    anywhere, leave state and billing as the message's own callbacks alone leave them."""
+    redis.flushall()
+    firsts = list({e.message_id: e for e in reversed(events)}.values())
+    store.apply("first", firsts)
+    intruders = [event(e.message_id, e.code, e.billable, intruder=True) for e in events]
+    rest = events + [i for i in intruders if i.product != PRODUCTS[i.message_id][1]] * 2
+    rnd.shuffle(rest)
+    for n, e in enumerate(rest):
+        store.apply(f"b{n}", [e])
+    _, got_billing, got_states = stored(redis, reader)
+    _, want_billing, want_states = reference(firsts + events)
+    assert (got_billing, got_states) == (want_billing, want_states)
+
+
 def _family(values: Counter[str], key: str) -> int:
     return sum(v for k, v in values.items() if k.startswith(key + "|"))
 
@@ -70,13 +130,15 @@ def _family(values: Counter[str], key: str) -> int:
 def test_a_batch_applied_twice_counts_once(redis, store, reader):
     batch = [event("m0", 0), event("m0", 2), event("m0", 2), event("m1", 9)]
     first = store.apply("same-batch", batch)
-    snapshot = (reader.counters(), redis.hgetall("otp:billing"), redis.hgetall("otp:m:verihubs:m0"))
+    record = keys.billing_record("verihubs", "m0")
+
+    def snapshot():
+        m0 = redis.hgetall("otp:m:verihubs:m0")
+        return reader.counters(), billing_buckets(redis), m0, redis.get(record)
+
+    before = snapshot()
     assert store.apply("same-batch", batch) == [None] * 4
-    assert (
-        reader.counters(),
-        redis.hgetall("otp:billing"),
-        redis.hgetall("otp:m:verihubs:m0"),
-    ) == (snapshot)
+    assert snapshot() == before
     assert [o.value for o in first] == ["new", "new", "duplicate", "new"]
 
 
@@ -124,7 +186,9 @@ def test_message_state_expires_but_billing_survives(redis, store):
     store.apply("b", [event("m0", 2)])
     ttl = redis.pttl("otp:m:verihubs:m0")
     assert 0 < ttl <= store.message_ttl_ms
-    assert redis.ttl("otp:billing") == -1
+    assert store.message_ttl_ms < redis.pttl(keys.billing_record("verihubs", "m0"))
+    assert redis.pttl(keys.billing_record("verihubs", "m0")) <= store.billing_horizon_ms
+    assert all(redis.ttl(key) == -1 for key in redis.scan_iter(f"{keys.BILLING}:*"))
 
 
 def test_apply_survives_a_flushed_script_cache(redis, store, reader):
@@ -144,10 +208,9 @@ def test_copies_with_different_times_converge_on_the_earliest(redis, store, read
             store.apply(f"b{i}", [Event("verihubs", "whatsapp-otp", "t", 0, at, at)])
             store.apply(f"u{i}", [Event("verihubs", "whatsapp-otp", "t", UNKNOWN_CODE, at, at)])
         view = reader.message("verihubs", "t")
-        billing = {k.decode(): int(v) for k, v in redis.hgetall("otp:billing").items() if int(v)}
-        outcomes[order] = (view.first_seen, view.statuses, view.unknown, billing)
+        outcomes[order] = (view.first_seen, view.statuses, view.unknown, billing_buckets(redis))
     assert outcomes[(before, after)] == outcomes[(after, before)]
-    assert list(outcomes[(before, after)][3]) == [f"{before // DAY_MS}|verihubs|whatsapp-otp"]
+    assert list(outcomes[(before, after)][3]) == [bucket(before, "verihubs", "whatsapp-otp")]
 
 
 def test_the_job_import_string_names_the_workers_job():

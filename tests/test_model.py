@@ -207,11 +207,18 @@ def test_a_providers_billing_flag_decides_where_present():
     assert not META.is_billable({Status.SENT})
     assert META.is_billable({Status.DELIVERED})
     assert not META.is_billable({Status.DELIVERED}, BillingFlag.NOT_BILLABLE)
-    assert META.is_billable({Status.SENT}, BillingFlag.BILLABLE)
     assert META.is_billable({Status.DELIVERED}, BillingFlag.NOT_BILLABLE | BillingFlag.BILLABLE)
-    # pricing.billable is Meta's estimate at `sent`: a message that then failed is free.
+    assert META.is_billable({Status.SENT, Status.READ}, BillingFlag.BILLABLE)
+    # Meta charges a template message once it is delivered: its flag on `sent` is a forecast,
+    # so a message only sent, or sent and then failed, is free.
+    assert not META.is_billable({Status.SENT}, BillingFlag.BILLABLE)
     assert not META.is_billable({Status.SENT, Status.FAILED}, BillingFlag.BILLABLE)
     _, effects = replay(
         META, [Status.SENT, Status.DELIVERED], flags=[BillingFlag.BILLABLE, BillingFlag.BILLABLE]
     )
-    assert [e.billable_delta for e in effects] == [1, 0]
+    assert [e.billable_delta for e in effects] == [0, 1]
+    # A free delivered message (free_customer_service: not billable) stays free.
+    _, effects = replay(
+        META, [Status.SENT, Status.DELIVERED], flags=[BillingFlag.NONE, BillingFlag.NOT_BILLABLE]
+    )
+    assert [e.billable_delta for e in effects] == [0, 0]

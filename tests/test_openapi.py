@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 from datetime import date
-from typing import Any, get_args, get_origin, get_type_hints
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -51,7 +52,14 @@ def _assert_describes(schema: dict[str, Any], cls: type) -> None:
 
 
 def _assert_type(schema: dict[str, Any], hint: Any, where: str) -> None:
-    if is_dataclass(hint):
+    if get_origin(hint) in (Union, UnionType):
+        # `X | None` is X, nullable; no other union is written to an answer.
+        (inner,) = [arg for arg in get_args(hint) if arg is not NoneType]
+        assert NoneType in get_args(hint) and schema.get("nullable") is True, where
+        _assert_type({k: v for k, v in schema.items() if k != "nullable"}, inner, where)
+    elif schema.get("nullable"):
+        raise AssertionError(f"{where} is nullable in the document, not in the code")
+    elif is_dataclass(hint):
         _assert_describes(schema, hint)
     elif get_origin(hint) is list:
         assert schema["type"] == "array", where

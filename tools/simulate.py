@@ -1,6 +1,6 @@
 """A simulator of Verihubs WhatsApp and SMS OTP callbacks, and signed Telnyx Verify webhooks:
-realistic lifecycles, mixed outcomes, duplicates, reordering, unknown codes and a few
-malformed requests.
+realistic lifecycles, mixed outcomes, duplicates, reordering, unknown codes, a few callbacks
+on another product's URL (a misconfigured callback_url) and a few malformed requests.
 
     python -m tools.simulate --url http://127.0.0.1:8000 --token "$(cat var/callback_token)"
 """
@@ -109,6 +109,9 @@ class Simulator:
             self._schedule(product, {"session_id": session, "status": "42"}, at)  # unknown code
         if self.rng.random() < 0.01:
             self._schedule(product, {"session_id": session}, at)  # malformed: no status
+        if self.rng.random() < 0.01:  # the same session on another product's URL
+            other = self.rng.choice([p for p in PRODUCT_SHARES if p != product])
+            self._schedule(other, {"session_id": session, "status": "1"}, at + 1)
 
     def plan_verification(self, now: float) -> None:
         table = TELNYX_LIFECYCLES

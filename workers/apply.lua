@@ -3,11 +3,18 @@
 -- core/counters.py (workers/script.py), so this file never restates the model's tables,
 -- the message hash's field names or the counter families' keys.
 --
--- KEYS: message hash, counters hash, billing hash, applied-events bitmap of the batch
+-- KEYS: message hash, counters hash, billing hash (its per-day quarter-hour hashes are
+--       KEYS[3] .. ':' .. day), applied-events bitmap of the batch, billing record
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
 --       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
 --       message ttl ms, applied-bitmap ttl ms, events in the batch,
---       the provider's billing flag (-1: none sent, 0: not billable, 1: billable)
+--       the provider's billing flag (-1: none sent, 0: not billable, 1: billable),
+--       billing horizon ms
+--
+-- The billing record (core.keys.BillingRecord) keeps product, statuses, flags, first time,
+-- observed latency stages and billing scheme for the billing horizon, longer than the
+-- message hash lives: a callback after the state expired re-attaches to it, so a message
+-- is billed once in its real life whatever arrives late.
 --
 -- Message hash fields (F, core.keys.MessageField): product, bitmask of statuses seen,
 -- first callback ms, latency stages already observed, duplicates, late arrivals, billing
@@ -24,9 +31,10 @@ local BATCH_BUCKETS = __BATCH_BUCKETS__
 local F, K = __FIELDS__, __COUNTERS__
 local O, NO_STATE, REPLAY = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__
 local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE__
-local DAY_MS = 86400000
+local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
+local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
 
-local msg, counters, billing, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local msg, counters, billing, applied, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local provider, code, at = ARGV[1], ARGV[4], tonumber(ARGV[5])
 local sbit = tonumber(ARGV[3])
 
@@ -36,14 +44,31 @@ if redis.call('SETBIT', applied, ARGV[8], 1) == 1 then
 end
 redis.call('PEXPIRE', applied, ARGV[10])
 
-local h = redis.call('HMGET', msg, F.product, F.seen, F.first, F.observed, F.flags)
-local product = h[1] or ARGV[2]
-local lp = provider .. '|' .. product
-local charged = CHARGED[lp] or 0
-
 local function incr(field, by)
   redis.call('HINCRBY', counters, field, by or 1)
 end
+
+-- What is known of the message: its live hash, else its billing record (state expired,
+-- still within the billing horizon). A hash without a record was written before records
+-- existed: it was billed in UTC-day counts, and stays so.
+local h = redis.call('HMGET', msg, F.product, F.seen, F.first, F.observed, F.flags)
+local kept = redis.call('GET', record)
+local stored, old, first, observed, old_flags, scheme
+if kept then
+  local r = {}
+  for part in string.gmatch(kept, '[^' .. RECORD_SEP .. ']+') do r[#r + 1] = part end
+  stored, old, old_flags, first = r[1], tonumber(r[2]), tonumber(r[3]), tonumber(r[4])
+  observed, scheme = tonumber(r[5]), r[6]
+elseif h[1] then
+  stored, old, first = h[1], tonumber(h[2] or '0'), tonumber(h[3])
+  observed, old_flags, scheme = tonumber(h[4] or '0'), tonumber(h[5] or '0'), DAY_SCHEME
+else
+  old, first, observed, old_flags, scheme = 0, at, 0, 0, QUARTER_SCHEME
+end
+local fresh = h[1] == false
+local product = stored or ARGV[2]
+local lp = provider .. '|' .. product
+local charged = CHARGED[lp] or 0
 
 local function has(m, b)
   return bit.band(m, bit.lshift(1, b)) ~= 0
@@ -62,14 +87,12 @@ local function name(b)
   return NAMES[b + 1]
 end
 
--- The provider's own flag decides where it sent one: billable if any callback said so,
--- unless the message then failed.
+-- Billed while the current state is charged; where the provider sent its own flags, only
+-- if one of them said billable (core.model.Product.is_billable).
 local function billable(m, flags)
   local t = top(m)
-  if flags ~= 0 then
-    return bit.band(flags, FLAG_BILLABLE) ~= 0 and (t < 0 or not has(FAIL, t))
-  end
-  return t >= 0 and has(charged, t)
+  if t < 0 or not has(charged, t) then return false end
+  return flags == 0 or bit.band(flags, FLAG_BILLABLE) ~= 0
 end
 
 local function conflicted(m)
@@ -88,12 +111,14 @@ local function observe(series, bounds, value)
   incr(series .. '|sum', value)
 end
 
+-- A status restored from the billing record has no time (it expired with the state):
+-- latencies need both ends' times.
 local function observe_latencies(m, observed)
   local start = nil
   for b = 0, #NAMES - 1 do
     if has(STARTS, b) and has(m, b) then
       local t = tonumber(redis.call('HGET', msg, tostring(b)))
-      if start == nil or t < start then start = t end
+      if t ~= nil and (start == nil or t < start) then start = t end
     end
   end
   if start == nil then return observed end
@@ -101,8 +126,10 @@ local function observe_latencies(m, observed)
     local flag = bit.lshift(1, i - 1)
     if bit.band(observed, flag) == 0 and has(m, stage[2]) then
       local done = tonumber(redis.call('HGET', msg, tostring(stage[2])))
-      observe(stage[1] .. '|' .. lp, LAT_BUCKETS, math.max(0, done - start))
-      observed = bit.bor(observed, flag)
+      if done ~= nil then
+        observe(stage[1] .. '|' .. lp, LAT_BUCKETS, math.max(0, done - start))
+        observed = bit.bor(observed, flag)
+      end
     end
   end
   return observed
@@ -116,21 +143,33 @@ local function earliest(field)
   end
 end
 
-local old = tonumber(h[2] or '0')
-local first = tonumber(h[3] or ARGV[5])
 local before = top(old)
 
-incr(K.received .. '|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or O.unknown))
 observe(K.lag .. '|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
 if ARGV[8] == '0' then
   observe(K.batch, BATCH_BUCKETS, tonumber(ARGV[11]))
 end
-if h[1] == false then
+
+-- A callback of another product than the message's (a misconfigured callback URL: its
+-- code is in another numbering) is counted under its own product and changes nothing.
+if stored and stored ~= ARGV[2] then
+  local theirs = provider .. '|' .. ARGV[2]
+  incr(K.received .. '|' .. theirs .. '|' .. O.mismatch)
+  incr(K.mismatch .. '|' .. theirs)
+  if not fresh then redis.call('HINCRBY', msg, F.mismatches, 1) end
+  return O.mismatch
+end
+
+incr(K.received .. '|' .. lp .. '|' .. (sbit >= 0 and NAMES[sbit + 1] or O.unknown))
+if not stored then
   incr(K.started .. '|' .. lp)
+elseif fresh then
+  incr(K.reattached .. '|' .. lp)
+end
+if fresh then
   redis.call('HSET', msg, F.product, product)
 end
 
-local old_flags = tonumber(h[5] or '0')
 local flags = old_flags
 local hint = tonumber(ARGV[12] or '-1')
 if hint >= 0 then flags = bit.bor(flags, hint == 1 and FLAG_BILLABLE or FLAG_NOT_BILLABLE) end
@@ -167,16 +206,24 @@ if conflicted(m) and not conflicted(old) then
   incr(K.conflict .. '|' .. lp)
 end
 
--- Billing: the message counts once, on the UTC day of its first callback, while its current
--- state is a charged status. Apply the difference between before and after.
+-- Billing: the message counts once, in the 15-minute UTC bucket of its first callback (or,
+-- billed before buckets existed, on its UTC day), while its current state is a charged
+-- status. Apply the difference between before and after.
+local function bucket(ms)
+  local day = math.floor(ms / DAY_MS)
+  if scheme == DAY_SCHEME then return billing, day .. '|' .. lp end
+  return billing .. ':' .. day, math.floor((ms % DAY_MS) / QUARTER_MS) .. '|' .. lp
+end
 local now_first = math.min(first, at)
 local was, is = billable(old, old_flags), billable(m, flags)
-local old_day, new_day = math.floor(first / DAY_MS), math.floor(now_first / DAY_MS)
-if was and (not is or old_day ~= new_day) then
-  redis.call('HINCRBY', billing, old_day .. '|' .. lp, -1)
+local old_key, old_field = bucket(first)
+local new_key, new_field = bucket(now_first)
+local moved = old_key ~= new_key or old_field ~= new_field
+if was and (not is or moved) then
+  redis.call('HINCRBY', old_key, old_field, -1)
 end
-if is and (not was or old_day ~= new_day) then
-  redis.call('HINCRBY', billing, new_day .. '|' .. lp, 1)
+if is and (not was or moved) then
+  redis.call('HINCRBY', new_key, new_field, 1)
 end
 if is and not was then
   incr(K.billable .. '|' .. lp)
@@ -184,19 +231,21 @@ elseif was and not is then
   incr(K.billable_reversed .. '|' .. lp)
 end
 
+local now_observed = observed
 if m ~= old then
-  local observed = tonumber(h[4] or '0')
-  local now_observed = observe_latencies(m, observed)
-  if now_observed ~= observed then
-    redis.call('HSET', msg, F.observed, now_observed)
-  end
+  now_observed = observe_latencies(m, observed)
 end
--- A duplicate usually changes neither: skip the write (h[3] is unset on a new message).
-if m ~= old or now_first ~= first or h[3] == false then
+-- A duplicate usually changes nothing: skip the writes (a fresh hash needs them all).
+if now_observed ~= observed or (fresh and observed ~= 0) then
+  redis.call('HSET', msg, F.observed, now_observed)
+end
+if m ~= old or now_first ~= first or fresh then
   redis.call('HSET', msg, F.seen, m, F.first, now_first)
 end
-if flags ~= old_flags then
+if flags ~= old_flags or (fresh and flags ~= 0) then
   redis.call('HSET', msg, F.flags, flags)
 end
 redis.call('PEXPIRE', msg, ARGV[9])
+redis.call('SET', record,
+  table.concat({product, m, flags, now_first, now_observed, scheme}, RECORD_SEP), 'PX', ARGV[13])
 return outcome

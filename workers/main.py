@@ -56,7 +56,9 @@ class BatchWorker(SimpleWorker):
 
 def store_for(settings: Settings) -> Store:
     # Replay markers must outlive any retry or replay of a failed job.
-    return Store(connect(settings), settings.message_ttl, settings.failed_job_ttl)
+    return Store(
+        connect(settings), settings.message_ttl, settings.failed_job_ttl, settings.billing_horizon
+    )
 
 
 def create_worker(settings: Settings) -> BatchWorker:

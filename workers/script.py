@@ -62,6 +62,11 @@ def constants() -> dict[str, str]:
         "__OUTCOME_NAMES__": _lua_table({o.name.lower(): o.value for o in model.Outcome}),
         "__NO_STATE__": _lua_value(model.NO_STATE),
         "__REPLAY__": _lua_value(REPLAY),
+        "__DAY_MS__": str(keys.DAY_MS),
+        "__QUARTER_MS__": str(keys.QUARTER_MS),
+        "__DAY_SCHEME__": _lua_value(keys.DAY_SCHEME),
+        "__QUARTER_SCHEME__": _lua_value(keys.QUARTER_SCHEME),
+        "__RECORD_SEP__": _lua_value(keys.RECORD_SEP),
         "__FLAG_BILLABLE__": str(int(model.BillingFlag.BILLABLE)),
         "__FLAG_NOT_BILLABLE__": str(int(model.BillingFlag.NOT_BILLABLE)),
     }

@@ -23,10 +23,13 @@ PIPELINE_CHUNK = 1000
 
 
 class Store:
-    def __init__(self, redis: Redis, message_ttl: int, applied_ttl: int) -> None:
+    def __init__(
+        self, redis: Redis, message_ttl: int, applied_ttl: int, billing_horizon: int
+    ) -> None:
         self.redis = redis
         self.message_ttl_ms = message_ttl * 1000
         self.applied_ttl_ms = applied_ttl * 1000
+        self.billing_horizon_ms = billing_horizon * 1000
         self._source = script.source()
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
@@ -74,11 +77,12 @@ class Store:
             e = events[index]
             pipe.evalsha(
                 self._sha,
-                4,
+                5,
                 keys.message(e.provider, e.message_id),
                 keys.COUNTERS,
                 keys.BILLING,
                 applied,
+                keys.billing_record(e.provider, e.message_id),
                 e.provider,
                 e.product,
                 products.status_bit(e.provider, e.product, e.code),
@@ -91,6 +95,7 @@ class Store:
                 self.applied_ttl_ms,
                 len(events),
                 e.billable,
+                self.billing_horizon_ms,
             )
 
 

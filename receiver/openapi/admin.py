@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.settings import PROVIDERS
+from receiver.admin import DEFAULT_BILLING_DAYS, FORMATS, MAX_BILLING_DAYS
 from receiver.openapi.blocks import (
     ADMIN,
     Schema,
@@ -52,24 +53,37 @@ def message() -> Schema:
 
 
 def billing() -> Schema:
-    days = "the last 30 days by default, at most 366"
+    days = f"the {DEFAULT_BILLING_DAYS} days ending today by default, at most {MAX_BILLING_DAYS}"
+    csv = {
+        "schema": string("Columns: day,provider,product,billable."),
+        "headers": {"Content-Disposition": {"schema": string("attachment; filename=...")}},
+    }
     return operation(
         "getBilling",
         ADMIN,
-        "Billable messages per UTC day, provider and product (JSON, or CSV: Accept: text/csv).",
+        "Billable messages per day of a time zone, provider and product (JSON, or CSV).",
         admin_responses(
             ok(
                 "Billable messages per day.",
-                {
-                    **json_content(ref("#/components/schemas/Billing")),
-                    "text/csv": {"schema": string("Columns: day,provider,product,billable.")},
-                },
+                {**json_content(ref("#/components/schemas/Billing")), "text/csv": csv},
             ),
-            **{"400": error(f"A date that is not YYYY-MM-DD or a wrong range ({days}).")},
+            **{
+                "400": error(
+                    f"A date that is not YYYY-MM-DD, a month that is not YYYY-MM, an unknown"
+                    f" zone or format, or a wrong range ({days})."
+                )
+            },
         ),
         parameters=[
             parameter("query", "from", date(), "First day (default: 30 days before to)."),
-            parameter("query", "to", date(), "Last day (default: today, UTC)."),
+            parameter("query", "to", date(), "Last day (default: today in the zone)."),
+            parameter("query", "month", string(pattern="^[0-9]{4}-[0-9]{2}$"), MONTH),
+            parameter("query", "tz", string(maxLength=64), "IANA zone (BILLING_TIMEZONE)."),
+            parameter("query", "format", string(enum=list(FORMATS)), FORMAT),
         ],
         security=ADMIN_SECURITY,
     )
+
+
+MONTH = "A whole month, YYYY-MM, instead of from and to."
+FORMAT = "json or csv; wins over the Accept header (text/csv)."

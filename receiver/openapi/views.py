@@ -12,12 +12,18 @@ from receiver.openapi.blocks import Schema, array, date, date_time, obj, string
 
 def message() -> Schema:
     states = [*(s.value for s in model.Status), model.NO_STATE]
+    # null: a status known from the billing record only, its time expired with the state.
+    seen_at = {**date_time(), "nullable": True}
     seen = obj(
-        {"status": string(enum=[s.value for s in model.Status]), "first_seen": date_time()},
+        {"status": string(enum=[s.value for s in model.Status]), "first_seen": seen_at},
         ("status", "first_seen"),
     )
     unknown = obj({"code": {"type": "integer"}, "first_seen": date_time()}, ("code", "first_seen"))
-    anomalies = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}
+    anomalies = {
+        "type": "object",
+        "description": "Only those that occurred: duplicates, late, conflict, product_mismatch.",
+        "additionalProperties": {"type": "integer", "minimum": 1},
+    }
     properties = {
         "provider": string(),
         "message_id": string(),
@@ -42,7 +48,8 @@ def billing() -> Schema:
         },
         ("day", "provider", "product", "billable"),
     )
+    zone = string("The IANA time zone whose days these are.")
     return obj(
-        {"from": date(), "to": date(), "days": array(day)},
-        ("from", "to", "days"),
+        {"from": date(), "to": date(), "tz": zone, "days": array(day)},
+        ("from", "to", "tz", "days"),
     )

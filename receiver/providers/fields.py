@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from core.clock import MAX_AGE_MS, MAX_AHEAD_MS, plausible  # noqa: F401 - tests read them here
 from receiver.errors import Rejected
 
 MAX_ID = 128
@@ -80,19 +81,6 @@ def get(data: Mapping[str, Any], path: str) -> Any:
             return None
         node = node.get(step)
     return node
-
-
-# A provider's clock is believed within these bounds of our receipt time; a time outside
-# them (a bug, a replay from long ago) would put the message on a wrong billing day.
-MAX_AGE_MS = 30 * 86_400_000
-MAX_AHEAD_MS = 3_600_000
-
-
-def plausible(at_ms: int, received_ms: int) -> int:
-    """The provider's time, or our receipt time where the provider's is implausible."""
-    if received_ms - MAX_AGE_MS <= at_ms <= received_ms + MAX_AHEAD_MS:
-        return at_ms
-    return received_ms
 
 
 def iso_ms(value: object, received_ms: int) -> int:

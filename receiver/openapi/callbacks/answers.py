@@ -16,7 +16,8 @@ from receiver.openapi.blocks import (
 
 BAD_REQUEST = (
     "A missing or ill-formed field: message id (1 to 128 of `A-Z a-z 0-9 . _ : = + / -`), "
-    "status, a body that is not form or JSON, JSON nested deeper than MAX_JSON_DEPTH."
+    "status, a body that is not form or JSON, JSON nested deeper than MAX_JSON_DEPTH, a "
+    "query or form field given twice."
 )
 FORBIDDEN = "The source address is outside the provider's *_ALLOWED_NETWORKS."
 CLOSED = "The provider's secret is not configured: its endpoint is closed."

@@ -21,6 +21,8 @@ from rq import Queue, SimpleWorker
 from core import keys, logs
 from core.embedded import RedisServer, free_port
 from core.events import Event
+from core.queue import JobSerializer
+from core.queue import queue as core_queue
 from core.settings import Settings
 from receiver.queue_writer import QueueWriter
 from tools.stack import wait_until
@@ -77,7 +79,7 @@ def receiver(redis: Redis, env: dict[str, str]) -> dict[str, float]:
 
 
 def _queued_callbacks(redis: Redis) -> int:
-    queue = Queue("otp-callbacks", connection=redis)
+    queue = Queue("otp-callbacks", connection=redis, serializer=JobSerializer)
     return sum(len(job.args[0]) for job in queue.get_jobs())
 
 
@@ -88,13 +90,14 @@ def events(n: int, tag: str) -> list[Event]:
 
 def drain(worker_class: type[SimpleWorker], queue: Queue) -> float:
     started = time.perf_counter()
-    worker_class([queue], connection=queue.connection).work(burst=True, logging_level="ERROR")
+    worker = worker_class([queue], connection=queue.connection, serializer=queue.serializer)
+    worker.work(burst=True, logging_level="ERROR")
     return time.perf_counter() - started
 
 
 def worker(redis: Redis, settings: Settings, batch: int) -> dict[str, float]:
     redis.flushall()
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = core_queue(redis, settings)
     single = events(3_000, "one")
     for e in single:
         queue.enqueue(jobs.apply_batch, [e.to_wire()], result_ttl=0)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from redis import Redis
-from rq import Queue
 
+from core.queue import queue
 from core.read import Reader
 from core.settings import Settings
 from receiver.batcher import GroupCommit
@@ -32,7 +32,7 @@ class Context:
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
         reader = Reader(redis)
         writer = QueueWriter(redis, settings)
-        registry.register(RedisCollector(reader, Queue(settings.queue_name, connection=redis)))
+        registry.register(RedisCollector(reader, queue(redis, settings)))
         return cls(
             settings=settings,
             redis=redis,

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections import Counter
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import Job
 
 from core import keys
 from core.events import APPLY_BATCH, Event
+from core.queue import queue
 from core.settings import Settings
 
 
 class QueueWriter:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.queue = Queue(settings.queue_name, connection=redis)
+        self.queue = queue(redis, settings)
         self.settings = settings
 
     def write(self, events: list[Event], counts: Counter[str]) -> int:

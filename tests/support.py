@@ -15,11 +15,12 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from core import products
 from core.embedded import free_port
 from core.model import Status
+from core.queue import JobSerializer, queue
 from core.settings import Settings
 from dashboards import build
 from receiver.errors import Rejected
@@ -50,8 +51,9 @@ def make_settings(redis_url: str, **overrides: str) -> Settings:
 
 def run_jobs(redis: Redis, settings: Settings) -> None:
     """Apply every queued batch in-process, as the production worker would."""
-    queue = Queue(settings.queue_name, connection=redis)
-    SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")
+    jobs = queue(redis, settings)
+    worker = SimpleWorker([jobs], connection=redis, serializer=JobSerializer)
+    worker.work(burst=True, logging_level="WARNING")
 
 
 # Sans I/O: what an adapter makes of its input ---------------------------------------------

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from rq import Queue
-
 from core.events import Event
+from core.queue import queue
 from receiver.batcher import GroupCommit
 from receiver.queue_writer import QueueWriter
 
@@ -16,8 +15,7 @@ def events(tag: str, n: int) -> list[Event]:
 
 
 def job_sizes(redis, settings) -> list[int]:
-    queue = Queue(settings.queue_name, connection=redis)
-    return [len(job.args[0]) for job in queue.get_jobs()]
+    return [len(job.args[0]) for job in queue(redis, settings).get_jobs()]
 
 
 def test_jobs_hold_at_most_max_batch_events_but_never_split_a_request(redis, settings):

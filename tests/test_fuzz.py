@@ -22,7 +22,6 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from rq import Queue
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -34,6 +33,7 @@ from schemathesis.checks import (
 from schemathesis.python import asgi
 from starlette.testclient import TestClient
 
+from core.queue import queue as core_queue
 from core.settings import Settings
 from receiver import openapi
 from receiver.app import create_app
@@ -304,7 +304,7 @@ def _check_the_books(fuzz, redis, ledger, path):
     assert rejected == ledger.refused_callbacks, (counters, ledger.answers)
 
     queue = fuzz.settings.queue_name
-    jobs = Queue(queue, connection=redis).jobs
+    jobs = core_queue(redis, fuzz.settings).jobs
     assert redis.llen(f"rq:queue:{queue}") == len(jobs)
     events = [event for job in jobs for event in job.args[0]]
     assert +Counter(event[0] for event in events) == +ledger.accepted

@@ -7,9 +7,9 @@ import signal
 import time
 from collections import Counter
 
-from rq import Queue
 from rq.registry import StartedJobRegistry
 
+from core.queue import queue as core_queue
 from receiver.queue_writer import QueueWriter
 from tests.reference import event, reference, stored
 from tests.support import run_jobs
@@ -36,7 +36,7 @@ def test_killed_worker_job_is_retried_without_double_counting(
 
     # RQ's maintenance finds the job abandoned once its heartbeat lapses
     # (job timeout + 60 s); ask it now as if that time had passed.
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = core_queue(redis, settings)
     StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + settings.job_timeout + 120)
     assert queue.count == 1, "the abandoned job is queued again for a retry"
     run_jobs(redis, settings)

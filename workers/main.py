@@ -8,11 +8,12 @@ import time
 import structlog
 from redis.client import Pipeline
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.job import Job
 from rq.utils import now
 
 from core import logs
+from core.queue import JobSerializer, queue
 from core.redis import connect
 from core.settings import Settings
 from workers import jobs
@@ -65,8 +66,9 @@ def create_worker(settings: Settings) -> BatchWorker:
     jobs.bind(store_for(settings), retry_window=settings.job_timeout / 2)
     conn = connect(settings, blocking=True)
     return BatchWorker(
-        [Queue(settings.queue_name, connection=conn)],
+        [queue(conn, settings)],
         connection=conn,
+        serializer=JobSerializer,
         default_result_ttl=0,
         maintenance_interval=settings.maintenance_interval,
     )

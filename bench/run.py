@@ -141,9 +141,7 @@ def main() -> None:
                    "ADMIN_TOKEN": "x", "MAX_BACKLOG": "10000000"}  # fmt: skip
             settings = Settings.from_env(env)
             redis = Redis.from_url(server.url)
-            store = Store(
-                redis, settings.message_ttl, settings.failed_job_ttl, settings.billing_horizon
-            )
+            store = Store.from_settings(redis, settings)
             jobs.bind(store)
             results = {
                 "receiver": receiver(redis, env),

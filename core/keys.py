@@ -40,6 +40,12 @@ def billing_record(provider: str, message_id: str) -> str:
     return f"{PREFIX}:bill:{provider}:{message_id}"
 
 
+def queued_events(queue_name: str) -> str:
+    """Events waiting in a queue's jobs: the writer adds a job's events, the apply script
+    takes them off when it starts the job, so the backlog is bounded in events, not jobs."""
+    return f"{PREFIX}:queued:{queue_name}"
+
+
 def applied(batch_id: str) -> str:
     """Bitmap of the events of one batch already applied: a replayed batch counts nothing."""
     return f"{PREFIX}:applied:{batch_id}"
@@ -63,6 +69,14 @@ class MessageField(StrEnum):
     # Callbacks refused because they named another product than the message's.
     MISMATCHES = "x"
     UNKNOWN_PREFIX = "u"
+    # Distinct unknown codes stored (at most MAX_UNKNOWN_CODES), and those only counted.
+    UNKNOWN_STORED = "k"
+    UNKNOWN_DROPPED = "z"
+
+
+# A message keeps the first-seen time of this many distinct unknown codes; any further code
+# is only counted, so a sender cycling through codes cannot grow a message without bound.
+MAX_UNKNOWN_CODES = 16
 
 
 def status_field(bit: int) -> str:

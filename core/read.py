@@ -126,6 +126,7 @@ def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> Messag
         "duplicates": int(raw.get(MessageField.DUPLICATES, 0)),
         "late": int(raw.get(MessageField.LATE, 0)),
         "product_mismatch": int(raw.get(MessageField.MISMATCHES, 0)),
+        "unknown_codes_not_kept": int(raw.get(MessageField.UNKNOWN_DROPPED, 0)),
         "conflict": int(model.is_conflict(seen)),
     }
     return MessageView(
@@ -151,5 +152,9 @@ def _seen(raw: dict[str, str], seen: Iterable[model.Status]) -> list[StatusSeen]
 
 def _unknown(raw: dict[str, str]) -> list[UnknownCode]:
     prefix = MessageField.UNKNOWN_PREFIX
-    codes = [(int(k[len(prefix) :]), int(v)) for k, v in raw.items() if k.startswith(prefix)]
+    codes = [
+        (int(k[len(prefix) :]), int(v))
+        for k, v in raw.items()
+        if k.startswith(prefix) and k[len(prefix) :].lstrip("-").isdigit()
+    ]
     return [UnknownCode(code, iso(ms)) for code, ms in sorted(codes)]

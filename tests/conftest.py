@@ -43,7 +43,7 @@ def settings(redis: Redis, redis_server: RedisServer) -> Settings:
 
 @pytest.fixture
 def store(redis: Redis, settings: Settings) -> Store:
-    store = Store(redis, settings.message_ttl, settings.failed_job_ttl, settings.billing_horizon)
+    store = Store.from_settings(redis, settings)
     jobs.bind(store)
     return store
 

@@ -93,7 +93,7 @@ def test_the_first_callback_fixes_the_product(store, reader):
 @pytest.fixture
 def short_lived(redis, settings) -> Store:
     """Message state that expires after one second; billing records as configured."""
-    return Store(redis, 1, settings.failed_job_ttl, settings.billing_horizon)
+    return Store(redis, 1, settings.failed_job_ttl, settings.billing_horizon, settings.queue_name)
 
 
 def expire(redis, session: str) -> None:

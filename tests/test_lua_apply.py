@@ -221,3 +221,13 @@ def test_the_job_import_string_names_the_workers_job():
     from workers.jobs import apply_batch
 
     assert import_attribute(APPLY_BATCH) is apply_batch
+
+
+def test_a_message_keeps_at_most_16_unknown_codes_and_counts_the_rest(redis, store, reader):
+    store.apply("b", [event("m0", 1)] + [event("m0", 100 + n) for n in range(20)])
+    store.apply("again", [event("m0", 100), event("m0", 119)])  # one kept, one not
+    view = reader.message("verihubs", "m0")
+    assert [u.code for u in view.unknown] == list(range(100, 116))
+    assert view.anomalies["unknown_codes_not_kept"] == 5
+    assert reader.counters()["unknown|verihubs|whatsapp-otp"] == 22
+    assert view.state == "sent"

@@ -4,7 +4,8 @@
 -- the message hash's field names or the counter families' keys.
 --
 -- KEYS: message hash, counters hash, billing hash (its per-day quarter-hour hashes are
---       KEYS[3] .. ':' .. day), applied-events bitmap of the batch, billing record
+--       KEYS[3] .. ':' .. day), applied-events bitmap of the batch, billing record,
+--       the queue's count of queued events
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
 --       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
 --       message ttl ms, applied-bitmap ttl ms, events in the batch,
@@ -33,6 +34,7 @@ local O, NO_STATE, REPLAY = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__
 local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE__
 local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
+local MAX_UNKNOWN = __MAX_UNKNOWN__
 
 local msg, counters, billing, applied, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local provider, code, at = ARGV[1], ARGV[4], tonumber(ARGV[5])
@@ -147,7 +149,9 @@ local before = top(old)
 
 observe(K.lag .. '|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - tonumber(ARGV[6])))
 if ARGV[8] == '0' then
+  -- Once per batch (its first event is applied once): its events leave the backlog.
   observe(K.batch, BATCH_BUCKETS, tonumber(ARGV[11]))
+  redis.call('DECRBY', KEYS[6], ARGV[11])
 end
 
 -- A callback of another product than the message's (a misconfigured callback URL: its
@@ -179,7 +183,15 @@ local m = old
 if sbit < 0 then
   outcome = O.unknown
   incr(K.unknown .. '|' .. lp)
-  earliest(F.unknown_prefix .. code)
+  local field = F.unknown_prefix .. code
+  if redis.call('HEXISTS', msg, field) == 1 then
+    earliest(field)
+  elseif tonumber(redis.call('HGET', msg, F.unknown_stored) or '0') < MAX_UNKNOWN then
+    redis.call('HSET', msg, field, ARGV[5])
+    redis.call('HINCRBY', msg, F.unknown_stored, 1)
+  else
+    redis.call('HINCRBY', msg, F.unknown_dropped, 1)
+  end
 elseif has(old, sbit) then
   -- A duplicate changes no status. Its time and billing flag are merged (earliest time, set
   -- of flags), so which copy arrives first does not matter.

@@ -56,10 +56,7 @@ class BatchWorker(SimpleWorker):
 
 
 def store_for(settings: Settings) -> Store:
-    # Replay markers must outlive any retry or replay of a failed job.
-    return Store(
-        connect(settings), settings.message_ttl, settings.failed_job_ttl, settings.billing_horizon
-    )
+    return Store.from_settings(connect(settings), settings)
 
 
 def create_worker(settings: Settings) -> BatchWorker:

@@ -67,6 +67,7 @@ def constants() -> dict[str, str]:
         "__DAY_SCHEME__": _lua_value(keys.DAY_SCHEME),
         "__QUARTER_SCHEME__": _lua_value(keys.QUARTER_SCHEME),
         "__RECORD_SEP__": _lua_value(keys.RECORD_SEP),
+        "__MAX_UNKNOWN__": str(keys.MAX_UNKNOWN_CODES),
         "__FLAG_BILLABLE__": str(int(model.BillingFlag.BILLABLE)),
         "__FLAG_NOT_BILLABLE__": str(int(model.BillingFlag.NOT_BILLABLE)),
     }

@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 from core import keys, model, products
 from core.clock import now_ms
 from core.events import Event
+from core.settings import Settings
 from workers import script
 
 # Bounds the memory of one round trip when a large batch is replayed.
@@ -23,10 +24,27 @@ PIPELINE_CHUNK = 1000
 
 
 class Store:
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> Store:
+        # Replay markers must outlive any retry or replay of a failed job.
+        return cls(
+            redis,
+            settings.message_ttl,
+            settings.failed_job_ttl,
+            settings.billing_horizon,
+            settings.queue_name,
+        )
+
     def __init__(
-        self, redis: Redis, message_ttl: int, applied_ttl: int, billing_horizon: int
+        self,
+        redis: Redis,
+        message_ttl: int,
+        applied_ttl: int,
+        billing_horizon: int,
+        queue_name: str,
     ) -> None:
         self.redis = redis
+        self.queued_events = keys.queued_events(queue_name)
         self.message_ttl_ms = message_ttl * 1000
         self.applied_ttl_ms = applied_ttl * 1000
         self.billing_horizon_ms = billing_horizon * 1000
@@ -77,12 +95,13 @@ class Store:
             e = events[index]
             pipe.evalsha(
                 self._sha,
-                5,
+                6,
                 keys.message(e.provider, e.message_id),
                 keys.COUNTERS,
                 keys.BILLING,
                 applied,
                 keys.billing_record(e.provider, e.message_id),
+                self.queued_events,
                 e.provider,
                 e.product,
                 products.status_bit(e.provider, e.product, e.code),

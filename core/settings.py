@@ -73,6 +73,8 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     allowed_networks: Mapping[str, tuple[str, ...]]
     max_json_depth: int
+    redis_memory_limit: float
+    allow_evicting_redis: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +112,8 @@ class Settings:
                 for p in PROVIDERS
             },
             max_json_depth=config("MAX_JSON_DEPTH", cast=int, default=32),
+            redis_memory_limit=config("REDIS_MEMORY_LIMIT", cast=float, default=0.9),
+            allow_evicting_redis=config("ALLOW_EVICTING_REDIS", cast=bool, default=False),
         )._checked()
 
     def _checked(self) -> Settings:

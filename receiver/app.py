@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from prometheus_client import CollectorRegistry
-from redis import RedisError
+from redis import Redis, RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from core import counters, logs
+from core import counters, logs, storage
 from core.redis import connect
 from core.settings import Settings
 from receiver import admin, callbacks, ops
@@ -57,9 +58,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect(settings)
-        app.state.ctx = Context.build(settings, redis, registry or CollectorRegistry())
-        _warn_if_open(app.state.ctx)
+        _check_storage(redis, settings)
+        app.state.ctx = ctx = Context.build(settings, redis, registry or CollectorRegistry())
+        _warn_if_open(ctx)
+        guard = asyncio.create_task(ctx.memory.run())
         yield
+        guard.cancel()
         redis.close()
 
     app = Starlette(
@@ -80,6 +84,14 @@ def create_app(
     # A redirect would repeat the callback token in a Location header and store nothing.
     app.router.redirect_slashes = False
     return app
+
+
+def _check_storage(redis: Redis, settings: Settings) -> None:
+    """An evicting Redis stops start-up; one that is away is checked once it answers."""
+    try:
+        storage.check(redis, settings.allow_evicting_redis)
+    except RedisError as exc:
+        log.warning("redis unreachable at start-up", error=type(exc).__name__)
 
 
 def _warn_if_open(ctx: Context) -> None:

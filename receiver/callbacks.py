@@ -116,5 +116,7 @@ async def _accept(request: Request, events: list[Event]) -> JSONResponse:
     else:
         annotate(request.scope, events=len(events))
     if events:
-        await request.app.state.ctx.batcher.submit(events)
+        ctx: Context = request.app.state.ctx
+        ctx.memory.check()
+        await ctx.batcher.submit(events)
     return JSONResponse({"status": "accepted", "events": len(events)})

@@ -14,6 +14,7 @@ from receiver.batcher import GroupCommit
 from receiver.collector import RedisCollector
 from receiver.credentials import Credentials, Sources
 from receiver.http_metrics import HttpMetrics
+from receiver.memory_guard import MemoryGuard
 from receiver.queue_writer import QueueWriter
 
 
@@ -27,12 +28,15 @@ class Context:
     http: HttpMetrics
     credentials: Credentials
     sources: Sources
+    memory: MemoryGuard
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
         reader = Reader(redis)
         writer = QueueWriter(redis, settings)
         registry.register(RedisCollector(reader, queue(redis, settings)))
+        memory = MemoryGuard(redis, settings.redis_memory_limit, settings.allow_evicting_redis)
+        registry.register(memory)
         return cls(
             settings=settings,
             redis=redis,
@@ -42,4 +46,5 @@ class Context:
             http=HttpMetrics(registry),
             credentials=Credentials.from_settings(settings),
             sources=Sources(settings.allowed_networks),
+            memory=memory,
         )

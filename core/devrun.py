@@ -1,4 +1,9 @@
-"""`make run`: everything on this machine, with Redis and tokens provided when missing."""
+"""`make run`: everything on this machine, with Redis and tokens provided when missing.
+
+Redis is REDIS_URL when set, else an embedded redis-server of our own (AOF, data in var/):
+never a server that merely answers on 6379, whose data is someone else's. The URL used is
+left in var/redis_url, where operator commands (rq, the tests of the README) find it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,9 @@ from pathlib import Path
 
 from honcho.manager import Manager
 
-from core.embedded import RedisServer, answers
+from core.embedded import RedisServer
 
 VAR = Path("var")
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 EMBEDDED_PORT = 6390
 # Providers that sign their callbacks, and the secret each endpoint needs to open.
 SIGNED = {"telnyx": "TELNYX_PUBLIC_KEY", "meta": "META_APP_SECRET", "twilio": "TWILIO_AUTH_TOKEN"}
@@ -21,10 +25,17 @@ SIGNED = {"telnyx": "TELNYX_PUBLIC_KEY", "meta": "META_APP_SECRET", "twilio": "T
 def redis_url(env: dict[str, str]) -> tuple[str, RedisServer | None]:
     if env.get("REDIS_URL"):
         return env["REDIS_URL"], None
-    if answers(LOCAL_REDIS):
-        return LOCAL_REDIS, None
     server = RedisServer(VAR / "redis", port=EMBEDDED_PORT).start()
     return server.url, server
+
+
+def remember(url: str) -> Path:
+    """Where operator commands find the Redis `make run` uses: `$(cat var/redis_url)`."""
+    VAR.mkdir(exist_ok=True)
+    path = VAR / "redis_url"
+    path.write_text(url + "\n")
+    path.chmod(0o600)  # a REDIS_URL may carry a password
+    return path
 
 
 def token(name: str) -> str:
@@ -48,11 +59,13 @@ def main() -> int:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     url, embedded = redis_url(env)
     env["REDIS_URL"] = url
+    remember(url)
     env.setdefault("CALLBACK_TOKEN", token("CALLBACK_TOKEN"))
     env.setdefault("ADMIN_TOKEN", token("ADMIN_TOKEN"))
     port = env.setdefault("PORT", "8000")
     base = f"http://127.0.0.1:{port}"
-    print(f"redis:        {url}{' (embedded, data in var/redis)' if embedded else ''}")
+    where = " (embedded, data in var/redis)" if embedded else ""
+    print(f"redis:        {url}{where}  (also in var/redis_url)")
     for product in ("whatsapp-otp", "whatsapp-message", "sms-otp"):
         print(f"callback URL: {base}/callbacks/verihubs/{product}/{env['CALLBACK_TOKEN']}")
     for provider, secret in SIGNED.items():

@@ -15,8 +15,8 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_starts_an_embedded_redis_when_none_answers(in_tmp, monkeypatch):
-    monkeypatch.setattr(devrun, "LOCAL_REDIS", f"redis://127.0.0.1:{free_port()}/0")
+def test_starts_its_own_embedded_redis_without_redis_url(in_tmp, monkeypatch):
+    """Never a server that merely answers on 6379 (this machine runs one): its own, with AOF."""
     monkeypatch.setattr(devrun, "EMBEDDED_PORT", free_port())
     url, server = devrun.redis_url({})
     try:
@@ -25,8 +25,15 @@ def test_starts_an_embedded_redis_when_none_answers(in_tmp, monkeypatch):
         client.set("k", "v")
         assert client.config_get("appendonly")["appendonly"] == "yes"
         assert (in_tmp / "var" / "redis").is_dir()
+        assert url != "redis://127.0.0.1:6379/0"
     finally:
         server.stop()
+
+
+def test_the_url_used_is_left_for_operator_commands(in_tmp):
+    path = devrun.remember("redis://:secret@127.0.0.1:6390/0")
+    assert path.read_text().strip() == "redis://:secret@127.0.0.1:6390/0"
+    assert path.stat().st_mode & 0o077 == 0
 
 
 def test_uses_redis_url_when_set(in_tmp):

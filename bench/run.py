@@ -31,7 +31,7 @@ from workers.main import BatchWorker
 from workers.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdefghijkl"  # 32+ characters, as Settings requires
 WRK = ["wrk", "-t2", "-c32", "-d10s", "--latency", "-s", str(ROOT / "bench" / "wrk.lua")]
 UVICORN = [str(Path(sys.executable).parent / "uvicorn"), "--no-access-log", "--log-level",
            "warning", "--host", "127.0.0.1"]  # fmt: skip
@@ -138,7 +138,7 @@ def main() -> None:
         server = RedisServer(Path(tmp), durable=False).start()
         try:
             env = {**os.environ, "REDIS_URL": server.url, "CALLBACK_TOKEN": TOKEN,
-                   "ADMIN_TOKEN": "x", "MAX_BACKLOG": "10000000"}  # fmt: skip
+                   "ADMIN_TOKEN": TOKEN, "MAX_BACKLOG": "10000000"}  # fmt: skip
             settings = Settings.from_env(env)
             redis = Redis.from_url(server.url)
             store = Store.from_settings(redis, settings)

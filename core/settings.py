@@ -7,18 +7,23 @@ Nothing else in the code base reads the environment: the web and worker factorie
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from ipaddress import ip_network
 from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.config import Config
 from starlette.datastructures import Secret
 
 from core.clock import MAX_AGE_MS
+from core.products import PRODUCTS
 
 DAY = 24 * 3600
 PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
+VERIHUBS_PRODUCTS = tuple(name for provider, name in PRODUCTS if provider == "verihubs")
+# Callback and admin tokens: `make run` generates 32 characters (24 random bytes).
+MIN_TOKEN_LENGTH = 32
 
 
 def _secret(value: str) -> Secret | None:
@@ -44,12 +49,35 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def trusts_anyone(proxies: Iterable[str]) -> bool:
+    """Whether TRUSTED_PROXIES believes any client's X-Forwarded-For (`*`, `0.0.0.0/0`)."""
+    for proxy in proxies:
+        try:
+            if proxy == "*" or ip_network(proxy, strict=False).prefixlen == 0:
+                return True
+        except ValueError:
+            continue  # a host name or a bad entry: uvicorn's to judge
+    return False
+
+
+def _secrets(value: str) -> tuple[Secret, ...]:
+    """Comma-separated tokens, all valid at once (rotation); empty: none."""
+    return tuple(Secret(item) for item in _list(value))
+
+
+def product_variable(product: str) -> str:
+    """`sms-otp` -> `CALLBACK_TOKEN_SMS_OTP`."""
+    return "CALLBACK_TOKEN_" + product.upper().replace("-", "_")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None
-    callback_token: Secret | None
+    callback_tokens: tuple[Secret, ...]
+    # Per Verihubs product (only those set): they replace CALLBACK_TOKEN for its URL.
+    product_callback_tokens: Mapping[str, tuple[Secret, ...]]
     allow_unauthenticated_callbacks: bool
-    admin_token: Secret | None
+    admin_tokens: tuple[Secret, ...]
     queue_name: str
     message_ttl: int
     billing_horizon: int
@@ -81,11 +109,16 @@ class Settings:
         config = Config(environ=dict(os.environ if environ is None else environ))
         return cls(
             redis_url=config("REDIS_URL", default=None),
-            callback_token=config("CALLBACK_TOKEN", cast=_secret, default=""),
+            callback_tokens=config("CALLBACK_TOKEN", cast=_secrets, default=""),
+            product_callback_tokens={
+                product: tokens
+                for product in VERIHUBS_PRODUCTS
+                if (tokens := config(product_variable(product), cast=_secrets, default=""))
+            },
             allow_unauthenticated_callbacks=config(
                 "ALLOW_UNAUTHENTICATED_CALLBACKS", cast=bool, default=False
             ),
-            admin_token=config("ADMIN_TOKEN", cast=_secret, default=""),
+            admin_tokens=config("ADMIN_TOKEN", cast=_secrets, default=""),
             queue_name=config("QUEUE_NAME", default="otp-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
@@ -125,7 +158,30 @@ class Settings:
                 f"BILLING_HORIZON must be at least {floor} s (MESSAGE_TTL, and the 30 days"
                 " within which provider times are believed)"
             )
+        self._check_tokens()
+        if trusts_anyone(self.trusted_proxies) and any(self.allowed_networks.values()):
+            raise ValueError(
+                "TRUSTED_PROXIES=* believes any client's X-Forwarded-For, so anyone could pass"
+                " the *_ALLOWED_NETWORKS allowlists: list the proxies' own addresses"
+            )
         return self
+
+    def _check_tokens(self) -> None:
+        """Every token long enough to be unguessable; a short one stops start-up (its value
+        is never printed)."""
+        named = [
+            ("CALLBACK_TOKEN", self.callback_tokens),
+            *((product_variable(p), t) for p, t in self.product_callback_tokens.items()),
+            ("ADMIN_TOKEN", self.admin_tokens),
+        ]
+        for variable, tokens in named:
+            for position, token in enumerate(tokens, 1):
+                if len(str(token)) < MIN_TOKEN_LENGTH:
+                    raise ValueError(
+                        f"{variable}: token {position} of {len(tokens)} is shorter than"
+                        f" {MIN_TOKEN_LENGTH} characters (generate one with"
+                        " `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+                    )
 
     @property
     def redis(self) -> str:

@@ -25,7 +25,7 @@ FORMATS = ("json", "csv")
 
 def message(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    auth.check_admin(request, ctx.settings.admin_token)
+    auth.check_admin(request, ctx.credentials.admin_tokens)
     provider, message_id = request.path_params["provider"], request.path_params["message_id"]
     view = ctx.reader.message(provider, message_id)
     if view is None:
@@ -35,7 +35,7 @@ def message(request: Request) -> JSONResponse:
 
 def billing(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    auth.check_admin(request, ctx.settings.admin_token)
+    auth.check_admin(request, ctx.credentials.admin_tokens)
     params = request.query_params
     tz = _zone(params.get("tz"), ctx.settings.billing_timezone)
     start, end = _range(params.get("from"), params.get("to"), params.get("month"), tz)

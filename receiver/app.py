@@ -19,7 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core import counters, logs, storage
 from core.redis import connect
-from core.settings import Settings
+from core.settings import Settings, trusts_anyone
 from receiver import admin, callbacks, ops
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
@@ -61,6 +61,7 @@ def create_app(
         _check_storage(redis, settings)
         app.state.ctx = ctx = Context.build(settings, redis, registry or CollectorRegistry())
         _warn_if_open(ctx)
+        _warn_if_any_proxy_is_trusted(settings)
         guard = asyncio.create_task(ctx.memory.run())
         yield
         guard.cancel()
@@ -100,6 +101,13 @@ def _warn_if_open(ctx: Context) -> None:
             log.warning("callbacks are NOT authenticated", provider=provider)
         else:
             log.info("callbacks closed: no secret configured", provider=provider)
+
+
+def _warn_if_any_proxy_is_trusted(settings: Settings) -> None:
+    """Settings refuse it with an allowlist; without one it still lets any client choose the
+    address that is logged."""
+    if trusts_anyone(settings.trusted_proxies):
+        log.warning("TRUSTED_PROXIES trusts everyone: client addresses can be forged")
 
 
 async def rejected(request: Request, exc: Exception) -> Response:

@@ -7,7 +7,6 @@ protocol logic (sans I/O), these functions only do the I/O around them.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 
 from starlette.requests import Request
@@ -35,12 +34,10 @@ async def verihubs_callback(request: Request) -> JSONResponse:
     ctx = _check_source(request, verihubs.PROVIDER)
     if request.method == "HEAD":  # Starlette answers HEAD on GET routes: it must store nothing
         raise Rejected("method_not_allowed", "use GET or POST", 405)
-    token = ctx.credentials.required(ctx.credentials.callback_token)
-    if token is not None and not hmac.compare_digest(
-        request.path_params["token"].encode(), str(token).encode()
-    ):
-        raise Rejected("bad_token", "not found", 404)
     product = request.path_params["product"]
+    tokens = ctx.credentials.required(ctx.credentials.verihubs_tokens(product))
+    if tokens is not None and not tokens.matches(request.path_params["token"]):
+        raise Rejected("bad_token", "not found", 404)
     verihubs.check_product(product)
     params = body.unique(request.query_params.multi_items())
     if request.method == "POST":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
@@ -11,7 +12,7 @@ from nacl.signing import VerifyKey
 from starlette.datastructures import Secret
 from twilio.request_validator import RequestValidator
 
-from core.settings import Settings
+from core.settings import VERIHUBS_PRODUCTS, Settings
 from receiver.errors import Rejected
 from receiver.providers import telnyx
 
@@ -20,8 +21,31 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """Tokens valid at once (a rotation: the new one added before the old one is removed)."""
+
+    secrets: tuple[Secret, ...]
+
+    @classmethod
+    def of(cls, secrets: tuple[Secret, ...]) -> Tokens | None:
+        """None for no token at all: what it guards stays closed."""
+        return cls(secrets) if secrets else None
+
+    def matches(self, given: str) -> bool:
+        """Compared with every token, each in constant time: the time taken tells nothing of
+        which one (if any) it matched."""
+        candidate, found = given.encode(), False
+        for secret in self.secrets:
+            found |= hmac.compare_digest(candidate, str(secret).encode())
+        return found
+
+
+@dataclass(frozen=True)
 class Credentials:
-    callback_token: Secret | None
+    # Per Verihubs product: its own CALLBACK_TOKEN_<PRODUCT> list, else CALLBACK_TOKEN's.
+    product_tokens: Mapping[str, Tokens]
+    callback_tokens: Tokens | None
+    admin_tokens: Tokens | None
     telnyx_key: VerifyKey | None
     meta_secret: Secret | None
     meta_verify_token: Secret | None
@@ -33,7 +57,12 @@ class Credentials:
         key, twilio_token = settings.telnyx_public_key, settings.twilio_auth_token
         return cls(
             # Settings already read an empty secret as none: its endpoint stays closed.
-            callback_token=settings.callback_token,
+            product_tokens={
+                product: Tokens(tokens)
+                for product, tokens in settings.product_callback_tokens.items()
+            },
+            callback_tokens=Tokens.of(settings.callback_tokens),
+            admin_tokens=Tokens.of(settings.admin_tokens),
             telnyx_key=telnyx.public_key(str(key)) if key is not None else None,
             meta_secret=settings.meta_app_secret,
             meta_verify_token=settings.meta_verify_token,
@@ -42,14 +71,23 @@ class Credentials:
         )
 
     def missing(self) -> list[str]:
-        """Providers whose endpoint is closed (or, opted out, open to anyone)."""
+        """Providers (or Verihubs products, as `verihubs/<product>`, when only some have
+        their own token) whose endpoint is closed (or, opted out, open to anyone)."""
         configured = {
-            "verihubs": self.callback_token,
             "telnyx": self.telnyx_key,
             "meta": self.meta_secret,
             "twilio": self.twilio,
         }
-        return [provider for provider, secret in configured.items() if secret is None]
+        missing = [provider for provider, secret in configured.items() if secret is None]
+        uncovered = [p for p in VERIHUBS_PRODUCTS if self.verihubs_tokens(p) is None]
+        if len(uncovered) == len(VERIHUBS_PRODUCTS):
+            return ["verihubs", *missing]
+        return [*(f"verihubs/{p}" for p in uncovered), *missing]
+
+    def verihubs_tokens(self, product: str) -> Tokens | None:
+        """The tokens a product's callback URL accepts (an unknown product: CALLBACK_TOKEN's,
+        so that a wrong token is refused as such before the product)."""
+        return self.product_tokens.get(product, self.callback_tokens)
 
     def required(self, secret: T | None) -> T | None:
         """The secret to check; without one the endpoint is closed (404) unless the operator

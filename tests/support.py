@@ -29,8 +29,9 @@ from tools.stack import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 RULES = Path(build.__file__).parent / "prometheus"  # Prometheus rules and their unit tests
 
-CALLBACK_TOKEN = "test-callback-token"
-ADMIN_TOKEN = "test-admin-token"
+# At least 32 characters, as Settings requires of every token.
+CALLBACK_TOKEN = "test-callback-token-0123456789abcdef"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefgh"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 QUEUE = "rq:queue:otp-callbacks"  # the Redis list of the default RQ queue
 

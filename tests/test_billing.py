@@ -12,7 +12,7 @@ import pytest
 
 from core import keys
 from core.events import Event
-from tests.support import ADMIN, message, metric, run_jobs
+from tests.support import ADMIN, CALLBACK_TOKEN, message, metric, run_jobs
 from workers.store import Store
 
 OTP, SMS = "whatsapp-otp", "sms-otp"
@@ -51,7 +51,7 @@ T0 = at("2026-11-20T10:00:00+00:00")
 def test_a_callback_on_another_products_url_changes_nothing(app_client, redis, settings):
     client = app_client()
     session = "3f1c0e9a-1d2b-4c5e-8f70-1234567890ab"
-    base = "/callbacks/verihubs/{}/test-callback-token"
+    base = "/callbacks/verihubs/{}/" + CALLBACK_TOKEN
     assert (
         client.get(base.format(OTP), params={"session_id": session, "status": "1"}).status_code
         == 200
@@ -287,7 +287,7 @@ def test_an_unknown_billing_timezone_stops_start_up(redis_server):
 )
 def test_a_field_given_twice_is_400_and_stores_nothing(app_client, redis, query, body):
     client = app_client()
-    url = f"/callbacks/verihubs/{OTP}/test-callback-token?{query}"
+    url = f"/callbacks/verihubs/{OTP}/{CALLBACK_TOKEN}?{query}"
     if body is None:
         answer = client.get(url)
     else:

@@ -201,7 +201,7 @@ def test_no_route_is_a_json_404(client):
 def _without_token(settings):
     from dataclasses import replace
 
-    return replace(settings, callback_token=None)
+    return replace(settings, callback_tokens=())
 
 
 def test_inputs_that_once_gave_500s_get_clear_refusals(client, redis):

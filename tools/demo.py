@@ -16,7 +16,7 @@ from tools.simulate import Simulator, public_key
 from tools.stack import PrometheusServer, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "demo-token"  # noqa: S105 - a throwaway token for a private demo stack
+TOKEN = "demo-token-0123456789abcdefghijklm"  # noqa: S105 - a throwaway token for a private demo stack
 
 
 def main() -> None:

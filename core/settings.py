@@ -22,7 +22,7 @@ from core.products import PRODUCTS
 DAY = 24 * 3600
 PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
 VERIHUBS_PRODUCTS = tuple(name for provider, name in PRODUCTS if provider == "verihubs")
-# Callback and admin tokens: `make run` generates 32 characters (24 random bytes).
+# Callback, admin and metrics tokens: `make run` generates 32 characters (24 random bytes).
 MIN_TOKEN_LENGTH = 32
 
 
@@ -65,6 +65,15 @@ def _secrets(value: str) -> tuple[Secret, ...]:
     return tuple(Secret(item) for item in _list(value))
 
 
+def _port(value: str) -> int | None:
+    if not value.strip():
+        return None
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError(f"METRICS_PORT must be a TCP port, not {port}")
+    return port
+
+
 def product_variable(product: str) -> str:
     """`sms-otp` -> `CALLBACK_TOKEN_SMS_OTP`."""
     return "CALLBACK_TOKEN_" + product.upper().replace("-", "_")
@@ -78,6 +87,11 @@ class Settings:
     product_callback_tokens: Mapping[str, tuple[Secret, ...]]
     allow_unauthenticated_callbacks: bool
     admin_tokens: tuple[Secret, ...]
+    metrics_tokens: tuple[Secret, ...]
+    metrics_port: int | None
+    metrics_host: str
+    metrics_cache_seconds: float
+    auth_failures_per_minute: int
     queue_name: str
     message_ttl: int
     billing_horizon: int
@@ -119,6 +133,11 @@ class Settings:
                 "ALLOW_UNAUTHENTICATED_CALLBACKS", cast=bool, default=False
             ),
             admin_tokens=config("ADMIN_TOKEN", cast=_secrets, default=""),
+            metrics_tokens=config("METRICS_TOKEN", cast=_secrets, default=""),
+            metrics_port=config("METRICS_PORT", cast=_port, default=""),
+            metrics_host=config("METRICS_HOST", default="127.0.0.1"),
+            metrics_cache_seconds=config("METRICS_CACHE_SECONDS", cast=float, default=1.0),
+            auth_failures_per_minute=config("AUTH_FAILURES_PER_MINUTE", cast=int, default=10),
             queue_name=config("QUEUE_NAME", default="otp-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
@@ -173,6 +192,7 @@ class Settings:
             ("CALLBACK_TOKEN", self.callback_tokens),
             *((product_variable(p), t) for p, t in self.product_callback_tokens.items()),
             ("ADMIN_TOKEN", self.admin_tokens),
+            ("METRICS_TOKEN", self.metrics_tokens),
         ]
         for variable, tokens in named:
             for position, token in enumerate(tokens, 1):

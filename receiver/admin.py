@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.read import BillingRow
-from core.settings import zone
-from receiver import auth
+from core.settings import PROVIDERS, zone
 from receiver.context import Context
 from receiver.errors import Rejected
+from receiver.providers import fields
 
 MAX_BILLING_DAYS = 366
 DEFAULT_BILLING_DAYS = 31
@@ -25,8 +25,13 @@ FORMATS = ("json", "csv")
 
 def message(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    auth.check_admin(request, ctx.credentials.admin_tokens)
-    provider, message_id = request.path_params["provider"], request.path_params["message_id"]
+    ctx.guard.check_admin(request, ctx.credentials.admin_tokens)
+    provider = request.path_params["provider"]
+    if provider not in PROVIDERS:
+        known = ", ".join(PROVIDERS)
+        raise Rejected("unknown_provider", f"unknown provider {provider[:40]!r} ({known})", 404)
+    # Validated as callbacks validate it: only an id a callback could have stored.
+    message_id = fields.message_id(request.path_params["message_id"], "message_id")
     view = ctx.reader.message(provider, message_id)
     if view is None:
         raise Rejected("message_not_found", "no callback seen for this message", 404)
@@ -35,7 +40,7 @@ def message(request: Request) -> JSONResponse:
 
 def billing(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    auth.check_admin(request, ctx.credentials.admin_tokens)
+    ctx.guard.check_admin(request, ctx.credentials.admin_tokens)
     params = request.query_params
     tz = _zone(params.get("tz"), ctx.settings.billing_timezone)
     start, end = _range(params.get("from"), params.get("to"), params.get("month"), tz)

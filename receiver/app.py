@@ -1,4 +1,9 @@
-"""The receiver's app factory: `uvicorn --factory receiver.app:create_app`."""
+"""The receiver's app factory: `uvicorn --factory receiver.app:create_app`.
+
+With METRICS_PORT set, the public app serves no /metrics: `create_metrics_app(app)` is the
+second listener that does, in the same process (it reads the public app's registry and
+context), started by the launcher on METRICS_HOST:METRICS_PORT.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from core import counters, logs, storage
 from core.redis import connect
 from core.settings import Settings, trusts_anyone
 from receiver import admin, callbacks, ops
+from receiver.auth import Throttled
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
 from receiver.http_metrics import RequestLog, annotate
@@ -29,7 +35,12 @@ log = structlog.get_logger("receiver")
 CALLBACK_ROUTES = "/callbacks/"
 
 
-def routes() -> list[Route]:
+METRICS = Route("/metrics", ops.metrics)
+
+
+def routes(settings: Settings) -> list[Route]:
+    """The public listener's routes: /metrics only when it has no listener of its own."""
+    metrics = [METRICS] if settings.metrics_port is None else []
     return [
         Route(
             "/callbacks/verihubs/{product}/{token}",
@@ -43,7 +54,7 @@ def routes() -> list[Route]:
         Route("/messages/{provider}/{message_id:path}", admin.message),
         Route("/openapi.json", ops.openapi_document),
         Route("/billing", admin.billing),
-        Route("/metrics", ops.metrics),
+        *metrics,
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),
     ]
@@ -67,8 +78,24 @@ def create_app(
         guard.cancel()
         redis.close()
 
+    app = _starlette(settings, routes(settings), lifespan)
+    app.state.settings = settings
+    return app
+
+
+def create_metrics_app(app: Starlette) -> Starlette:
+    """The METRICS_PORT listener: /metrics of `app` (its registry, the context its lifespan
+    builds, METRICS_TOKEN too), and nothing else. Serve it in `app`'s process, with no
+    lifespan of its own: until `app` has started it answers 503."""
+    settings: Settings = app.state.settings
+    metrics_app = _starlette(settings, [METRICS], lifespan=None)
+    metrics_app.state = app.state
+    return metrics_app
+
+
+def _starlette(settings: Settings, routes: list[Route], lifespan: object) -> Starlette:
     app = Starlette(
-        routes=routes(),
+        routes=routes,
         middleware=[
             # The client address from X-Forwarded-For, only when the peer is a trusted proxy.
             Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
@@ -80,7 +107,7 @@ def create_app(
             HTTPException: http_error,
             Exception: internal_error,
         },
-        lifespan=lifespan,
+        lifespan=lifespan,  # type: ignore[arg-type]
     )
     # A redirect would repeat the callback token in a Location header and store nothing.
     app.router.redirect_slashes = False
@@ -105,7 +132,7 @@ def _warn_if_open(ctx: Context) -> None:
 
 def _warn_if_any_proxy_is_trusted(settings: Settings) -> None:
     """Settings refuse it with an allowlist; without one it still lets any client choose the
-    address that is logged."""
+    address that is logged and throttled."""
     if trusts_anyone(settings.trusted_proxies):
         log.warning("TRUSTED_PROXIES trusts everyone: client addresses can be forged")
 
@@ -117,7 +144,9 @@ async def rejected(request: Request, exc: Exception) -> Response:
     annotate(request.scope, reason=exc.reason)
     headers = None
     if isinstance(exc, Unavailable):
-        headers = {"Retry-After": str(request.app.state.ctx.settings.retry_after)}
+        headers = {"Retry-After": str(request.app.state.settings.retry_after)}
+    elif isinstance(exc, Throttled):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(exc.body(), exc.status_code, headers=headers)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from receiver.errors import Rejected
@@ -33,12 +34,18 @@ def _too_large(limit: int) -> Rejected:
 
 
 def form_fields(body: bytes, content_type: str, max_depth: int) -> dict[str, str]:
-    """Flat string fields of a form or JSON object body (nested values are ignored)."""
+    """The top-level fields of a form or JSON object body, as strings."""
     if not body.strip():
         return {}
     if "json" in content_type:
         data = fields.json_object(body, max_depth)
-        return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int)}
+        # Every value but null as text (non-strings as JSON writes them): a status of 1.5,
+        # true or [1] is then refused as not an integer, not as missing.
+        return {
+            str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
+            for k, v in data.items()
+            if v is not None
+        }
     try:
         # Blank values are kept: Twilio signs them too.
         pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100)

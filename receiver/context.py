@@ -10,9 +10,11 @@ from redis import Redis
 from core.queue import queue
 from core.read import Reader
 from core.settings import Settings
+from receiver.auth import Guard
 from receiver.batcher import GroupCommit
 from receiver.collector import RedisCollector
 from receiver.credentials import Credentials, Sources
+from receiver.exposition import MetricsPage
 from receiver.http_metrics import HttpMetrics
 from receiver.memory_guard import MemoryGuard
 from receiver.queue_writer import QueueWriter
@@ -25,10 +27,12 @@ class Context:
     reader: Reader
     batcher: GroupCommit
     registry: CollectorRegistry
+    metrics: MetricsPage
     http: HttpMetrics
     credentials: Credentials
     sources: Sources
     memory: MemoryGuard
+    guard: Guard
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
@@ -43,8 +47,10 @@ class Context:
             reader=reader,
             batcher=GroupCommit(writer, settings.max_batch, settings.max_backlog),
             registry=registry,
+            metrics=MetricsPage(registry, settings.metrics_cache_seconds),
             http=HttpMetrics(registry),
             credentials=Credentials.from_settings(settings),
             sources=Sources(settings.allowed_networks),
             memory=memory,
+            guard=Guard(settings.auth_failures_per_minute, registry),
         )

@@ -46,6 +46,7 @@ class Credentials:
     product_tokens: Mapping[str, Tokens]
     callback_tokens: Tokens | None
     admin_tokens: Tokens | None
+    metrics_tokens: Tokens | None
     telnyx_key: VerifyKey | None
     meta_secret: Secret | None
     meta_verify_token: Secret | None
@@ -63,6 +64,7 @@ class Credentials:
             },
             callback_tokens=Tokens.of(settings.callback_tokens),
             admin_tokens=Tokens.of(settings.admin_tokens),
+            metrics_tokens=Tokens.of(settings.metrics_tokens),
             telnyx_key=telnyx.public_key(str(key)) if key is not None else None,
             meta_secret=settings.meta_app_secret,
             meta_verify_token=settings.meta_verify_token,

@@ -11,6 +11,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("receiver")
 LOG_FIELDS = "otp.log_fields"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+# Label values are bounded whatever a client sends: the methods the routes serve (any other
+# of the methods the HTTP parser passes is "other"), route templates, and one route for
+# every path no route matched.
+METHODS = frozenset({"GET", "POST", "HEAD"})
+OTHER_METHOD = "other"
+UNMATCHED = "unmatched"
 
 
 class HttpMetrics:
@@ -63,18 +69,23 @@ class RequestLog:
             self._record(scope, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", "unmatched")
+        route = getattr(scope.get("route"), "path", UNMATCHED)
         method = scope["method"]
         ctx = getattr(scope["app"].state, "ctx", None)
         if ctx is not None:
-            labels = (route, method, str(status))
+            labels = (route, method if method in METHODS else OTHER_METHOD, str(status))
             ctx.http.requests.labels(*labels).inc()
             ctx.http.duration.labels(*labels).observe(seconds)
+        fields = scope[LOG_FIELDS]
+        if status >= 400 and scope.get("client"):
+            # Who was refused: the address after TRUSTED_PROXIES (the proxy middleware runs
+            # before this one).
+            fields.setdefault("client", scope["client"][0])
         log.info(
             "request",
             route=route,
-            method=method,
+            method=method[:16],
             status=status,
             ms=round(seconds * 1000, 2),
-            **scope[LOG_FIELDS],
+            **fields,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,10 +25,15 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def metrics(request: Request) -> Response:
-    ctx: Context = request.app.state.ctx
-    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """With METRICS_TOKEN, a bearer token is required (checked before anything is read)."""
+    ctx: Context | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:  # the METRICS_PORT listener, before the public app has started
+        raise Unavailable("not_ready", "the receiver is starting")
+    ctx.guard.check_metrics(request, ctx.credentials.metrics_tokens)
+    return Response(await ctx.metrics.body(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi_document(request: Request) -> JSONResponse:
-    return JSONResponse(openapi.document())
+    settings = request.app.state.settings
+    return JSONResponse(openapi.document(metrics=settings.metrics_port is None))

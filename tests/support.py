@@ -45,6 +45,11 @@ def make_settings(redis_url: str, **overrides: str) -> Settings:
         "CALLBACK_TOKEN": CALLBACK_TOKEN,
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "REDIS_TIMEOUT": "0.5",
+        # Tests read /metrics right after what they count, and fail admin requests at will:
+        # no metrics cache, no throttling (tests/test_metrics_access.py and
+        # tests/test_admin_guard.py turn them on).
+        "METRICS_CACHE_SECONDS": "0",
+        "AUTH_FAILURES_PER_MINUTE": "0",
         **overrides,
     }
     return Settings.from_env(env)

@@ -61,7 +61,7 @@ def test_every_admin_token_of_the_list_is_accepted(app_client):
 
 
 @pytest.mark.parametrize(
-    "variable", ["CALLBACK_TOKEN", "CALLBACK_TOKEN_WHATSAPP_OTP", "ADMIN_TOKEN"]
+    "variable", ["CALLBACK_TOKEN", "CALLBACK_TOKEN_WHATSAPP_OTP", "ADMIN_TOKEN", "METRICS_TOKEN"]
 )
 def test_a_token_shorter_than_32_characters_stops_start_up(variable):
     short = "s" * (MIN_TOKEN_LENGTH - 1)

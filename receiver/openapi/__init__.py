@@ -15,7 +15,8 @@ from receiver.openapi.blocks import ADMIN, CALLBACKS, OPS, Schema
 from receiver.openapi.callbacks import meta, telnyx, twilio, verihubs
 
 
-def document() -> Schema:
+def document(metrics: bool = True) -> Schema:
+    """The public listener's interface; `metrics` False: /metrics is on METRICS_PORT."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -34,7 +35,7 @@ def document() -> Schema:
             {"name": ADMIN, "description": "Operators' read side; a bearer token."},
             {"name": OPS, "description": "Health, readiness, metrics, this document."},
         ],
-        "paths": paths(),
+        "paths": {k: v for k, v in paths().items() if metrics or k != "/metrics"},
         "components": {
             "schemas": components.schemas(),
             "securitySchemes": admin.security_schemes(),

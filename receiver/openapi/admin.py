@@ -10,19 +10,34 @@ from receiver.openapi.blocks import (
     date,
     error,
     json_content,
+    message_id,
     ok,
     operation,
     parameter,
     ref,
     string,
+    throttled,
     unavailable,
 )
 
 ADMIN_SECURITY = [{"bearerAuth": []}]
+# Without METRICS_TOKEN, /metrics asks for nothing.
+METRICS_SECURITY = [{"metricsAuth": []}, {}]
 
 
 def security_schemes() -> Schema:
-    return {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN."}}
+    return {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "ADMIN_TOKEN (any one of its comma-separated tokens).",
+        },
+        "metricsAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "METRICS_TOKEN, when set (any one of its comma-separated tokens).",
+        },
+    }
 
 
 def admin_responses(ok_answer: Schema, **more: Schema) -> Schema:
@@ -31,6 +46,7 @@ def admin_responses(ok_answer: Schema, **more: Schema) -> Schema:
         **more,
         "401": error("The bearer token is missing or wrong."),
         "403": error("ADMIN_TOKEN is not configured."),
+        "429": throttled(),
         "503": unavailable("Redis is unreachable."),
     }
 
@@ -42,11 +58,14 @@ def message() -> Schema:
         "One message's state, statuses seen, billable flag, unknown codes and anomalies.",
         admin_responses(
             ok("The message.", json_content(ref("#/components/schemas/Message"))),
-            **{"404": error("No callback was seen for this message.")},
+            **{
+                "400": error(BAD_ID),
+                "404": error("An unknown provider, or no callback was seen for this message."),
+            },
         ),
         parameters=[
             parameter("path", "provider", string(enum=list(PROVIDERS)), "The provider."),
-            parameter("path", "message_id", string(minLength=1), "The provider's message id."),
+            parameter("path", "message_id", message_id(ID), "The provider's message id."),
         ],
         security=ADMIN_SECURITY,
     )
@@ -85,5 +104,10 @@ def billing() -> Schema:
     )
 
 
+ID = "As the provider's callbacks give it."
+BAD_ID = (
+    "A message id that is empty, over 128 characters, or has others than"
+    " `A-Z a-z 0-9 . _ : = + / -`."
+)
 MONTH = "A whole month, YYYY-MM, instead of from and to."
 FORMAT = "json or csv; wins over the Accept header (text/csv)."

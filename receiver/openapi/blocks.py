@@ -100,12 +100,24 @@ def error(description: str, headers: Schema | None = None) -> Schema:
 
 
 def unavailable(description: str) -> Schema:
-    retry_after = {
-        "description": "Seconds to wait before retrying (RETRY_AFTER).",
+    return error(description, {"Retry-After": _retry_after("before retrying (RETRY_AFTER)")})
+
+
+def throttled() -> Schema:
+    """A source with AUTH_FAILURES_PER_MINUTE failed tokens: refused until its minute ends."""
+    return error(
+        "Too many wrong tokens from this address within a minute (AUTH_FAILURES_PER_MINUTE):"
+        " refused, the token unchecked, until Retry-After.",
+        {"Retry-After": _retry_after("until this address may try again")},
+    )
+
+
+def _retry_after(until: str) -> Schema:
+    return {
+        "description": f"Seconds to wait {until}.",
         "required": True,
         "schema": {"type": "integer", "minimum": 0},
     }
-    return error(description, {"Retry-After": retry_after})
 
 
 def operation(operation_id: str, tag: str, summary: str, responses: Schema, **extra: Any) -> Schema:

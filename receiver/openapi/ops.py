@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+from receiver.openapi.admin import METRICS_SECURITY
 from receiver.openapi.blocks import (
     OPS,
     Schema,
+    error,
     json_content,
     obj,
     ok,
     operation,
     string,
+    throttled,
     unavailable,
 )
 
 
 def metrics() -> Schema:
     text = {"text/plain": {"schema": string("Prometheus text exposition format.")}}
-    return operation("metrics", OPS, "Prometheus metrics.", {"200": ok("The metrics.", text)})
+    return operation(
+        "metrics",
+        OPS,
+        "Prometheus metrics. With METRICS_TOKEN set, a bearer token is required; with"
+        " METRICS_PORT set, served only on that listener (not listed here then).",
+        {
+            "200": ok("The metrics.", text),
+            "401": error("METRICS_TOKEN is set and the bearer token is missing or wrong."),
+            "429": throttled(),
+            "503": unavailable("The METRICS_PORT listener, while the receiver starts."),
+        },
+        security=METRICS_SECURITY,
+    )
 
 
 def healthz() -> Schema:

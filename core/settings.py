@@ -49,6 +49,23 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+# A callback's request line and headers fit in well under 1 KiB; below this, real ones fail.
+MIN_HEADER_BYTES = 1024
+# Verihubs, Telnyx and Twilio send one status per callback: a few KiB at most.
+SMALL_BODY_BYTES = 16 * 1024
+
+
+def _body_limits(config: Config) -> dict[str, int]:
+    """Each provider's body limit: `<PROVIDER>_MAX_BODY_BYTES`, by default MAX_BODY_BYTES
+    for Meta (its batches hold many statuses) and 16 KiB (at most MAX_BODY_BYTES) for the
+    others."""
+    ceiling = config("MAX_BODY_BYTES", cast=int, default=1024 * 1024)
+    defaults = {p: ceiling if p == "meta" else min(SMALL_BODY_BYTES, ceiling) for p in PROVIDERS}
+    return {
+        p: config(f"{p.upper()}_MAX_BODY_BYTES", cast=int, default=defaults[p]) for p in PROVIDERS
+    }
+
+
 def trusts_anyone(proxies: Iterable[str]) -> bool:
     """Whether TRUSTED_PROXIES believes any client's X-Forwarded-For (`*`, `0.0.0.0/0`)."""
     for proxy in proxies:
@@ -117,6 +134,12 @@ class Settings:
     max_json_depth: int
     redis_memory_limit: float
     allow_evicting_redis: bool
+    # The front door (receiver/server.py and receiver/body.py).
+    body_limits: Mapping[str, int]
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
+    max_header_bytes: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -166,6 +189,11 @@ class Settings:
             max_json_depth=config("MAX_JSON_DEPTH", cast=int, default=32),
             redis_memory_limit=config("REDIS_MEMORY_LIMIT", cast=float, default=0.9),
             allow_evicting_redis=config("ALLOW_EVICTING_REDIS", cast=bool, default=False),
+            body_limits=_body_limits(config),
+            header_timeout=config("HEADER_TIMEOUT", cast=float, default=10.0),
+            body_timeout=config("BODY_TIMEOUT", cast=float, default=10.0),
+            max_connections=config("MAX_CONNECTIONS", cast=int, default=512),
+            max_header_bytes=config("MAX_HEADER_BYTES", cast=int, default=16 * 1024),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -178,12 +206,27 @@ class Settings:
                 " within which provider times are believed)"
             )
         self._check_tokens()
+        self._check_front_door()
         if trusts_anyone(self.trusted_proxies) and any(self.allowed_networks.values()):
             raise ValueError(
                 "TRUSTED_PROXIES=* believes any client's X-Forwarded-For, so anyone could pass"
                 " the *_ALLOWED_NETWORKS allowlists: list the proxies' own addresses"
             )
         return self
+
+    def _check_front_door(self) -> None:
+        for provider, limit in self.body_limits.items():
+            if not 0 < limit <= self.max_body_bytes:
+                raise ValueError(
+                    f"{provider.upper()}_MAX_BODY_BYTES must be between 1 and MAX_BODY_BYTES"
+                    f" ({self.max_body_bytes})"
+                )
+        if min(self.header_timeout, self.body_timeout) <= 0:
+            raise ValueError("HEADER_TIMEOUT and BODY_TIMEOUT must be positive")
+        if self.max_connections < 1:
+            raise ValueError("MAX_CONNECTIONS must be at least 1")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            raise ValueError(f"MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}")
 
     def _check_tokens(self) -> None:
         """Every token long enough to be unguessable; a short one stops start-up (its value

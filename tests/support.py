@@ -116,13 +116,11 @@ def assert_refused(response, redis: Redis, client, code: int, reason: str) -> No
 
 @contextmanager
 def live_receiver(redis_url: str, **env: str) -> Iterator[str]:
-    """uvicorn as the Procfile runs it, with its stdout inherited: started from a test body,
-    capfd captures the lines it logs."""
+    """The web process as the Procfile runs it (receiver.server), its stdout inherited:
+    started from a test body, capfd captures the lines it logs."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "info", **env}
-    args = [sys.executable, "-m", "uvicorn", "--factory", "receiver.app:create_app",
-            "--port", str(port), "--no-access-log", "--no-proxy-headers",
-            "--log-level", "warning"]  # fmt: skip
+    args = [sys.executable, "-m", "receiver.server", "--port", str(port)]
     process = subprocess.Popen(args, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -20,7 +20,6 @@ from core.embedded import free_port
 WORKERS_KEY = "rq:workers"
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 class Stack:
@@ -37,9 +36,8 @@ class Stack:
         return subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start_web(self) -> None:
-        args = [str(BIN / "uvicorn"), "--factory", "receiver.app:create_app", "--port",
-                str(self.port), "--no-access-log", "--no-proxy-headers",
-                "--log-level", "warning"]  # fmt: skip
+        # The Procfile's web process: uvicorn with the front door's limits.
+        args = [sys.executable, "-m", "receiver.server", "--port", str(self.port)]
         self.web = self._spawn("web", args)
         wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
 

@@ -52,10 +52,16 @@ def handshake(params: Mapping[str, str], verify_token: str) -> str:
     return challenge
 
 
-def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
+def require_signature(headers: Mapping[str, str]) -> str:
+    """The signature header; without one the request is refused before its body is read."""
     header = headers.get(SIGNATURE)
     if not header:
         raise Rejected("missing_signature", "X-Hub-Signature-256 is required", 401)
+    return header
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> None:
+    header = require_signature(headers)
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(header.strip().encode(), expected.encode()):
         raise Rejected("bad_signature", "signature does not match", 401)

@@ -61,12 +61,19 @@ def public_key(encoded: str) -> VerifyKey:
         raise ValueError("TELNYX_PUBLIC_KEY must be a base64 Ed25519 public key") from exc
 
 
-def verify(
-    key: VerifyKey, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
-) -> None:
+def require_signature(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The signature and timestamp; without them the request is refused before its body is
+    read."""
     signature, timestamp = headers.get(SIGNATURE), headers.get(TIMESTAMP)
     if not signature or not timestamp:
         raise Rejected("missing_signature", "telnyx signature headers are required", 401)
+    return signature, timestamp
+
+
+def verify(
+    key: VerifyKey, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
+) -> None:
+    signature, timestamp = require_signature(headers)
     # isdigit() alone admits digits int() refuses ("²"): that would be a 500, not a 401.
     if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise Rejected("bad_signature", "telnyx-timestamp is not a unix time", 401)

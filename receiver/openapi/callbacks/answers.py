@@ -22,7 +22,7 @@ BAD_REQUEST = (
 FORBIDDEN = "The source address is outside the provider's *_ALLOWED_NETWORKS."
 CLOSED = "The provider's secret is not configured: its endpoint is closed."
 UNSIGNED = "The signature is missing or does not match (nothing was stored)."
-TOO_LARGE = "The body is over MAX_BODY_BYTES."
+TOO_LARGE = "The body is over the provider's limit (<PROVIDER>_MAX_BODY_BYTES)."
 NOT_STORED = (
     "Redis is unreachable or the backlog is over MAX_BACKLOG: nothing was stored, retry "
     "after Retry-After seconds."

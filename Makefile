@@ -18,11 +18,16 @@ run: install
 	$(BIN)/python -m core.devrun
 
 # promtool (Prometheus's tools, Debian's `prometheus` package) checks rules and metrics, and
-# the observability test runs a real Prometheus server. Installed when missing (needs root).
+# the observability test runs a real Prometheus server. nginx and openssl (Debian's packages):
+# tests/test_nginx.py runs deploy/nginx/ with its own prefix on a free port, never as the
+# system service. Installed when missing (needs root).
 tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } || \
 		echo "note: promtool missing and not root: Prometheus tests will be skipped"
+	@{ command -v nginx && command -v openssl; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx openssl; } || \
+		echo "note: nginx or openssl missing and not root: nginx tests will be skipped"
 
 test: install tools
 	$(BIN)/python -m pytest

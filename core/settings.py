@@ -95,7 +95,7 @@ class Settings:
             job_retries=config("JOB_RETRIES", cast=int, default=3),
             max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
             max_batch=config("MAX_BATCH", cast=int, default=256),
-            max_backlog=config("MAX_BACKLOG", cast=int, default=50_000),
+            max_backlog=config("MAX_BACKLOG", cast=int, default=500_000),
             retry_after=config("RETRY_AFTER", cast=int, default=5),
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=2.0),
             maintenance_interval=config("WORKER_MAINTENANCE_INTERVAL", cast=int, default=60),

@@ -3,6 +3,10 @@
 While one write is in flight, new callbacks queue up; the next write takes them all (up to
 `max_batch`). At low load a batch is a single callback and nothing waits on a timer. Every
 caller is answered only once its batch is in Redis, or told it is not (Unavailable).
+
+The backlog is counted in events (callbacks), not jobs: a job holds up to `max_batch` of
+them and one Meta POST any number. Once the queued events reach `max_backlog`, callbacks
+get 503 until workers drain them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ Pending = list[tuple[list[Event], "asyncio.Future[None]"]]
 
 class Writer(Protocol):
     def write(self, events: list[Event], counts: Counter[str]) -> int:
-        """Store the events and counter increments atomically; return the queue's backlog."""
+        """Store the events and counter increments atomically; return the events queued."""
         ...
 
 

@@ -19,16 +19,23 @@ class QueueWriter:
         self.redis = redis
         self.queue = queue(redis, settings)
         self.settings = settings
+        self.queued_events = keys.queued_events(settings.queue_name)
 
     def write(self, events: list[Event], counts: Counter[str]) -> int:
+        """Store the events (one job) and counter increments; return the queued events."""
         pipe = self.redis.pipeline()
         pipe.multi()  # RQ adds its writes to our transaction instead of opening its own
-        pipe.llen(self.queue.key)
+        # The backlog in events: the apply script takes a job's events off when it starts it.
+        if events:
+            pipe.incrby(self.queued_events, len(events))
+        else:
+            pipe.get(self.queued_events)
         for field, n in counts.items():
             pipe.hincrby(keys.COUNTERS, field, n)
         if events:
             self.queue.enqueue_job(self._job(events), pipeline=pipe)
-        return int(pipe.execute()[0]) + bool(events)
+        # Below 0 only if jobs written before the count existed were applied since.
+        return max(0, int(pipe.execute()[0] or 0))
 
     def _job(self, events: list[Event]) -> Job:
         return self.queue.create_job(

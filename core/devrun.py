@@ -57,15 +57,23 @@ def main() -> int:
     env = dict(os.environ)
     # The Procfile's commands must find this virtual environment's uvicorn and python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    url, embedded = redis_url(env)
-    env["REDIS_URL"] = url
-    remember(url)
+    if env.get("REDIS_SENTINELS"):
+        # The processes find the primary through Sentinel themselves (core/redis.py).
+        url, embedded = (
+            f"sentinel {env['REDIS_SENTINELS']} {env.get('REDIS_SENTINEL_MASTER')}",
+            None,
+        )
+    else:
+        url, embedded = redis_url(env)
+        env["REDIS_URL"] = url
+        remember(url)
     env.setdefault("CALLBACK_TOKEN", token("CALLBACK_TOKEN"))
     env.setdefault("ADMIN_TOKEN", token("ADMIN_TOKEN"))
     port = env.setdefault("PORT", "8000")
     base = f"http://127.0.0.1:{port}"
     where = " (embedded, data in var/redis)" if embedded else ""
-    print(f"redis:        {url}{where}  (also in var/redis_url)")
+    kept = "" if env.get("REDIS_SENTINELS") else "  (also in var/redis_url)"
+    print(f"redis:        {url}{where}{kept}")
     for product in ("whatsapp-otp", "whatsapp-message", "sms-otp"):
         print(f"callback URL: {base}/callbacks/verihubs/{product}/{env['CALLBACK_TOKEN']}")
     for provider, secret in SIGNED.items():

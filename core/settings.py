@@ -96,6 +96,23 @@ def product_variable(product: str) -> str:
     return "CALLBACK_TOKEN_" + product.upper().replace("-", "_")
 
 
+SENTINEL_PORT = 26379
+
+
+def _addresses(value: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (port 26379 when left out; `[v6]:port` for IPv6)."""
+    found = []
+    for item in _list(value):
+        host, sep, port = item.rpartition(":")
+        if not sep or host.endswith(":"):  # no port, or a bare IPv6 address
+            host, port = item, str(SENTINEL_PORT)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        found.append((host, int(port)))
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None
@@ -121,6 +138,11 @@ class Settings:
     max_backlog: int
     retry_after: int
     redis_timeout: float
+    redis_sentinels: tuple[tuple[str, int], ...]
+    redis_sentinel_master: str | None
+    redis_sentinel_password: Secret | None
+    redis_min_replicas: int
+    redis_replica_timeout: float
     maintenance_interval: int
     log_level: str
     telnyx_public_key: Secret | None
@@ -170,9 +192,14 @@ class Settings:
             job_retries=config("JOB_RETRIES", cast=int, default=3),
             max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
             max_batch=config("MAX_BATCH", cast=int, default=256),
-            max_backlog=config("MAX_BACKLOG", cast=int, default=50_000),
+            max_backlog=config("MAX_BACKLOG", cast=int, default=500_000),
             retry_after=config("RETRY_AFTER", cast=int, default=5),
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=2.0),
+            redis_sentinels=config("REDIS_SENTINELS", cast=_addresses, default=""),
+            redis_sentinel_master=config("REDIS_SENTINEL_MASTER", default=None) or None,
+            redis_sentinel_password=config("REDIS_SENTINEL_PASSWORD", cast=_secret, default=""),
+            redis_min_replicas=config("REDIS_MIN_REPLICAS", cast=int, default=0),
+            redis_replica_timeout=config("REDIS_REPLICA_TIMEOUT", cast=float, default=1.0),
             maintenance_interval=config("WORKER_MAINTENANCE_INTERVAL", cast=int, default=60),
             log_level=config("LOG_LEVEL", default="info"),
             telnyx_public_key=config("TELNYX_PUBLIC_KEY", cast=_secret, default=""),
@@ -212,6 +239,12 @@ class Settings:
                 "TRUSTED_PROXIES=* believes any client's X-Forwarded-For, so anyone could pass"
                 " the *_ALLOWED_NETWORKS allowlists: list the proxies' own addresses"
             )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the monitored name)")
+        if self.redis_min_replicas < 0:
+            raise ValueError("REDIS_MIN_REPLICAS must be 0 or more")
+        if not self.redis_replica_timeout > 0:  # WAIT with 0 would block forever
+            raise ValueError("REDIS_REPLICA_TIMEOUT must be above 0 s")
         return self
 
     def _check_front_door(self) -> None:

@@ -2,7 +2,12 @@
 
 While one write is in flight, new callbacks queue up; the next write takes them all (up to
 `max_batch`). At low load a batch is a single callback and nothing waits on a timer. Every
-caller is answered only once its batch is in Redis, or told it is not (Unavailable).
+caller is answered only once its batch is in Redis (and, with REDIS_MIN_REPLICAS, in that
+many replicas), or told it is not (Unavailable).
+
+The backlog is counted in events (callbacks), not jobs: a job holds up to `max_batch` of
+them and one Meta POST any number. Once the queued events reach `max_backlog`, callbacks
+get 503 until workers drain them.
 """
 
 from __future__ import annotations
@@ -20,14 +25,29 @@ from receiver.errors import Unavailable
 
 log = structlog.get_logger("receiver")
 BACKLOG_PROBE_SECONDS = 1.0
+NOT_REPLICATED = "storage did not confirm the write on enough replicas in time, retry later"
 # Each caller's events (all of one request: Meta sends many statuses in one POST) and the
 # future that answers it; no events stands for a counter-only write (a refusal being counted).
 Pending = list[tuple[list[Event], "asyncio.Future[None]"]]
 
 
+class NotReplicated(Exception):
+    """The batch IS stored in the primary (a worker will apply it), but fewer replicas than
+    required confirmed it in time. Its callers get 503; a provider's retry then adds a
+    duplicate, which the state model absorbs."""
+
+    def __init__(self, backlog: int, replicas: int) -> None:
+        super().__init__(f"{replicas} replica(s) confirmed the batch")
+        self.backlog = backlog
+        self.replicas = replicas
+
+
 class Writer(Protocol):
     def write(self, events: list[Event], counts: Counter[str]) -> int:
-        """Store the events and counter increments atomically; return the queue's backlog."""
+        """Store the events and counter increments atomically; return the events queued.
+
+        Raises NotReplicated if they are stored but not confirmed by enough replicas, any
+        other exception if they may not be stored."""
         ...
 
 
@@ -93,6 +113,11 @@ class GroupCommit:
         try:
             self.backlog = await asyncio.to_thread(self.writer.write, events, counts)
             self._measured_at = time.monotonic()
+        except NotReplicated as exc:  # stored, counters included: nothing to keep for later
+            self.backlog, self._measured_at = exc.backlog, time.monotonic()
+            log.warning("batch unconfirmed", replicas=exc.replicas, events=len(events))
+            _settle(batch, Unavailable("replication_timeout", NOT_REPLICATED))
+            return
         except Exception as exc:  # any failure means "not stored": never answer 200 for it
             log.warning("batch not stored", error=type(exc).__name__, events=len(events))
             self._counts.update(counts)

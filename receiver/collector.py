@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from redis import Redis, RedisError
 from rq import Queue
 
-from core import counters
+from core import counters, keys
 from core.read import Reader
 
 Labels = tuple[str, ...]
@@ -89,6 +89,14 @@ def _queue_gauges(queue: Queue) -> Iterator[Metric]:
     depth = GaugeMetricFamily("otp_queue_depth", "Batches waiting in the queue", labels=["queue"])
     depth.add_metric([queue.name], redis.llen(queue.key))
     yield depth
+    events = GaugeMetricFamily(
+        "otp_queue_events",
+        "Callbacks waiting in the queued batches (what MAX_BACKLOG bounds)",
+        labels=["queue"],
+    )
+    # Below 0 only if jobs written before the count existed were applied since.
+    events.add_metric([queue.name], max(0, int(redis.get(keys.queued_events(queue.name)) or 0)))
+    yield events
     oldest = GaugeMetricFamily(
         "otp_queue_oldest_age_seconds",
         "Age of the oldest waiting batch (0: none)",

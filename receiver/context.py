@@ -9,6 +9,7 @@ from redis import Redis
 
 from core.queue import queue
 from core.read import Reader
+from core.redis import connect
 from core.settings import Settings
 from receiver.auth import Guard
 from receiver.batcher import GroupCommit
@@ -37,7 +38,8 @@ class Context:
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
         reader = Reader(redis)
-        writer = QueueWriter(redis, settings)
+        # The writer has a connection of its own: WAIT must follow its transaction on it.
+        writer = QueueWriter(connect(settings, writer=True), settings)
         registry.register(RedisCollector(reader, queue(redis, settings)))
         memory = MemoryGuard(redis, settings.redis_memory_limit, settings.allow_evicting_redis)
         registry.register(memory)

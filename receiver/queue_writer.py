@@ -1,10 +1,12 @@
-"""Writes one batch of events as one RQ job, plus pending counters, in one Redis transaction."""
+"""Writes one batch of events as one RQ job, plus pending counters, in one Redis transaction;
+then, with REDIS_MIN_REPLICAS, waits (WAIT) until that many replicas hold it."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from redis import Redis
+import structlog
+from redis import Redis, RedisError
 from rq import Retry
 from rq.job import Job
 
@@ -12,23 +14,65 @@ from core import keys
 from core.events import APPLY_BATCH, Event
 from core.queue import queue
 from core.settings import Settings
+from receiver.batcher import NotReplicated
+
+log = structlog.get_logger("receiver")
 
 
 class QueueWriter:
+    """`redis` should be a `connect(settings, writer=True)` client: one connection, so that
+    WAIT follows the transaction on the connection that wrote it."""
+
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.queue = queue(redis, settings)
         self.settings = settings
+        self.queued_events = keys.queued_events(settings.queue_name)
+        self.min_replicas = settings.redis_min_replicas
+        self.wait_ms = max(1, round(settings.redis_replica_timeout * 1000))
 
     def write(self, events: list[Event], counts: Counter[str]) -> int:
+        """Store the events (one job) and counter increments; return the queued events.
+
+        Raises NotReplicated when the batch is stored but fewer than REDIS_MIN_REPLICAS
+        replicas confirmed it within REDIS_REPLICA_TIMEOUT."""
         pipe = self.redis.pipeline()
         pipe.multi()  # RQ adds its writes to our transaction instead of opening its own
-        pipe.llen(self.queue.key)
+        # The backlog in events: the apply script takes a job's events off when it starts it.
+        if events:
+            pipe.incrby(self.queued_events, len(events))
+        else:
+            pipe.get(self.queued_events)
+        confirm = bool(events) and self.min_replicas > 0
+        if confirm:
+            pipe.client_id()  # the connection that writes the batch: WAIT must run on it
         for field, n in counts.items():
             pipe.hincrby(keys.COUNTERS, field, n)
         if events:
             self.queue.enqueue_job(self._job(events), pipeline=pipe)
-        return int(pipe.execute()[0]) + bool(events)
+        results = pipe.execute()
+        # Below 0 only if jobs written before the count existed were applied since.
+        backlog = max(0, int(results[0] or 0))
+        if confirm:
+            self._confirm(int(results[1]), backlog, len(events))
+        return backlog
+
+    def _confirm(self, writer_id: int, backlog: int, events: int) -> None:
+        """WAIT counts the replicas that hold every write of the connection it runs on; the
+        CLIENT ID after it proves that this is still the connection that wrote the batch
+        (a silent reconnect in between would make WAIT count nothing of ours)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.wait(self.min_replicas, self.wait_ms)
+        pipe.client_id()
+        try:
+            replicas, same = pipe.execute()
+        except RedisError as exc:  # stored, but whether it was replicated is unknown
+            log.warning("replication not confirmed", error=type(exc).__name__, events=events)
+            raise NotReplicated(backlog, 0) from exc
+        if int(same) != writer_id:
+            raise NotReplicated(backlog, 0)
+        if int(replicas) < self.min_replicas:
+            raise NotReplicated(backlog, int(replicas))
 
     def _job(self, events: list[Event]) -> Job:
         return self.queue.create_job(

@@ -35,7 +35,7 @@ def test_killed_worker_job_is_retried_without_double_counting(
     assert 0 < partly < TOTAL, "the kill should land mid-batch"
 
     # RQ's maintenance finds the job abandoned once its heartbeat lapses
-    # (job timeout + 60 s); ask it now as if that time had passed.
+    # (job timeout + 10 s); ask it now as if that time had passed.
     queue = core_queue(redis, settings)
     StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + settings.job_timeout + 120)
     assert queue.count == 1, "the abandoned job is queued again for a retry"

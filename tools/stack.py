@@ -31,9 +31,16 @@ class Stack:
         self.web: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
-        return subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def log(self, name: str) -> str:
+        """What a process logged so far (`web`, `worker0`, `worker1`, ...)."""
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def start_web(self) -> None:
         # The Procfile's web process: uvicorn with the front door's limits.
@@ -41,12 +48,15 @@ class Stack:
         self.web = self._spawn("web", args)
         wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, *python_args: str, **env: str) -> subprocess.Popen[bytes]:
+        """`python -m workers.main` (or python with these arguments, e.g. a worker with a fault
+        injected), with extra environment; returns once it has registered with RQ."""
         redis = Redis.from_url(self.env["REDIS_URL"])
-        before = redis.scard(WORKERS_KEY)
-        worker = self._spawn(f"worker{len(self.workers)}", [sys.executable, "-m", "workers.main"])
+        args = [sys.executable, *(python_args or ("-m", "workers.main"))]
+        worker = self._spawn(f"worker{len(self.workers)}", args, **env)
         self.workers.append(worker)
-        wait_until(lambda: redis.scard(WORKERS_KEY) > before, what="worker registration")
+        # By its pid: its first maintenance may unregister a dead worker as it registers.
+        wait_until(lambda: _registered(redis, worker.pid), what="worker registration")
         return worker
 
     def stop(self) -> None:
@@ -59,6 +69,10 @@ class Stack:
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+def _registered(redis: Redis, pid: int) -> bool:
+    return any(redis.hget(key, "pid") == str(pid).encode() for key in redis.smembers(WORKERS_KEY))
 
 
 def _answers(url: str) -> bool:

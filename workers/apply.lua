@@ -151,7 +151,8 @@ observe(K.lag .. '|' .. provider, LAG_BUCKETS, math.max(0, tonumber(ARGV[7]) - t
 if ARGV[8] == '0' then
   -- Once per batch (its first event is applied once): its events leave the backlog.
   observe(K.batch, BATCH_BUCKETS, tonumber(ARGV[11]))
-  redis.call('DECRBY', KEYS[6], ARGV[11])
+  -- Jobs queued before the count existed would take it below 0: it restarts from there.
+  if redis.call('DECRBY', KEYS[6], ARGV[11]) < 0 then redis.call('SET', KEYS[6], 0) end
 end
 
 -- A callback of another product than the message's (a misconfigured callback URL: its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -26,12 +27,25 @@ class Binding:
 
 
 _binding: Binding | None = None
+# Set when the worker is asked to stop: a batch caught by a Redis outage stops retrying.
+_stopping = threading.Event()
 
 
 def bind(store: Store, retry_window: float = 30.0) -> None:
     """Give the job its store; called once by the worker factory, never at import time."""
     global _binding
     _binding = Binding(store, retry_window)
+    _stopping.clear()
+
+
+def request_stop() -> None:
+    """The worker was asked to stop: give up a batch that waits for Redis to come back (it
+    stays started in Redis, and RQ's maintenance retries it once its heartbeat lapses)."""
+    _stopping.set()
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
 
 
 def apply_batch(events: list[tuple[str, str, str, int, int, int, int]]) -> dict[str, int]:
@@ -61,7 +75,8 @@ def _apply_through_outages(
         try:
             return binding.store.apply(batch_id, events)
         except (ConnectionError, TimeoutError) as exc:
-            if time.monotonic() > deadline:
+            if _stopping.is_set() or time.monotonic() > deadline:
                 raise
             log.warning("redis unavailable, retrying batch", job_id=batch_id, error=str(exc))
-            time.sleep(RETRY_PAUSE)
+            if _stopping.wait(RETRY_PAUSE):
+                raise

@@ -24,8 +24,10 @@ CLOSED = "The provider's secret is not configured: its endpoint is closed."
 UNSIGNED = "The signature is missing or does not match (nothing was stored)."
 TOO_LARGE = "The body is over the provider's limit (<PROVIDER>_MAX_BODY_BYTES)."
 NOT_STORED = (
-    "Redis is unreachable or the backlog is over MAX_BACKLOG: nothing was stored, retry "
-    "after Retry-After seconds."
+    "Redis is unreachable, the backlog is over MAX_BACKLOG, Redis is nearly full "
+    "(REDIS_MEMORY_LIMIT) or may evict: nothing was stored. Or fewer than REDIS_MIN_REPLICAS "
+    "replicas confirmed the batch in time: stored and applied, not acknowledged. Either way, "
+    "retry after Retry-After seconds (a retry is absorbed as a duplicate)."
 )
 
 

@@ -76,6 +76,8 @@ def create_app(
         guard = asyncio.create_task(ctx.memory.run())
         yield
         guard.cancel()
+        await ctx.batcher.flush_counts()  # refusals still only counted in memory
+        ctx.batcher.writer.close()
         redis.close()
 
     app = _starlette(settings, routes(settings), lifespan)

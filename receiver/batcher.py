@@ -25,6 +25,8 @@ from receiver.errors import Unavailable
 
 log = structlog.get_logger("receiver")
 BACKLOG_PROBE_SECONDS = 1.0
+# Refusals counted in memory reach Redis at least this often (with a batch, sooner).
+COUNTS_FLUSH_SECONDS = 0.5
 NOT_REPLICATED = "storage did not confirm the write on enough replicas in time, retry later"
 # Each caller's events (all of one request: Meta sends many statuses in one POST) and the
 # future that answers it; no events stands for a counter-only write (a refusal being counted).
@@ -50,6 +52,8 @@ class Writer(Protocol):
         other exception if they may not be stored."""
         ...
 
+    def close(self) -> None: ...
+
 
 class GroupCommit:
     def __init__(self, writer: Writer, max_batch: int, max_backlog: int) -> None:
@@ -60,6 +64,7 @@ class GroupCommit:
         self._pending: Pending = []
         self._counts: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
+        self._count_timer: asyncio.Task[None] | None = None
         self._measured_at = 0.0
 
     async def submit(self, events: list[Event]) -> None:
@@ -68,10 +73,22 @@ class GroupCommit:
         await self._commit(events)
 
     async def count(self, field: str) -> None:
-        """Count a refusal; while Redis is away the increment waits in memory for a later write."""
+        """Count a refusal in memory. It reaches Redis with the next batch, or within
+        COUNTS_FLUSH_SECONDS on its own, so a flood of refusals costs Redis at most one
+        transaction per period; while Redis is away the counts wait for a later write."""
         self._counts[field] += 1
-        with contextlib.suppress(Unavailable):
-            await self._commit([])
+        if self._count_timer is None or self._count_timer.done():
+            self._count_timer = asyncio.create_task(self._flush_counts_later())
+
+    async def flush_counts(self) -> None:
+        """Write the counts waiting in memory now (before /metrics reads them back)."""
+        if self._counts:
+            with contextlib.suppress(Unavailable):
+                await self._commit([])
+
+    async def _flush_counts_later(self) -> None:
+        await asyncio.sleep(COUNTS_FLUSH_SECONDS)
+        await self.flush_counts()
 
     def _check_backlog(self) -> None:
         if self.backlog < self.max_backlog:

@@ -35,6 +35,9 @@ class MetricsPage:
             return body
         return await asyncio.to_thread(self._render)
 
+    def stale(self) -> bool:
+        return self._fresh() is None
+
     def _fresh(self) -> bytes | None:
         if self._body is not None and self.clock() - self._rendered_at < self.seconds:
             return self._body

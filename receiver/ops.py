@@ -31,6 +31,8 @@ async def metrics(request: Request) -> Response:
     if ctx is None:  # the METRICS_PORT listener, before the public app has started
         raise Unavailable("not_ready", "the receiver is starting")
     ctx.guard.check_metrics(request, ctx.credentials.metrics_tokens)
+    if ctx.metrics.stale():  # this process's refusals, counted in memory, are in the page
+        await ctx.batcher.flush_counts()
     return Response(await ctx.metrics.body(), media_type=CONTENT_TYPE_LATEST)
 
 

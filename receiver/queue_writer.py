@@ -31,6 +31,10 @@ class QueueWriter:
         self.min_replicas = settings.redis_min_replicas
         self.wait_ms = max(1, round(settings.redis_replica_timeout * 1000))
 
+    def close(self) -> None:
+        """The writer's own connection (WAIT needs it to be the one that wrote)."""
+        self.redis.close()
+
     def write(self, events: list[Event], counts: Counter[str]) -> int:
         """Store the events (one job) and counter increments; return the queued events.
 

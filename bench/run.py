@@ -144,9 +144,11 @@ def memory(redis: Redis, settings: Settings, batch: int, messages: int = 2_000) 
         "callbacks": len(callbacks),
         "bytes_per_callback": used / len(callbacks),
         "bytes_per_message": used / messages,
-        "message_key_bytes": redis.memory_usage(keys.message("verihubs", _session(0))),
-        "billing_record_bytes": redis.memory_usage(keys.billing_record("verihubs", _session(0))),
-        "replay_markers_left": sum(1 for _ in redis.scan_iter(keys.applied("*"))),
+        "message_key_bytes": redis.memory_usage(keys.DEFAULT.message("verihubs", _session(0))),
+        "billing_record_bytes": redis.memory_usage(
+            keys.DEFAULT.billing_record("verihubs", _session(0))
+        ),
+        "replay_markers_left": sum(1 for _ in redis.scan_iter(keys.DEFAULT.applied("*"))),
     }
 
 

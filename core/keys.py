@@ -11,13 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-PREFIX = "otp"
-COUNTERS = f"{PREFIX}:counters"
-# Billable messages per UTC day, provider and product (`<day>|<provider>|<product>`): how
-# billing was kept before 15-minute buckets. Still read, and still moved for the messages
-# that were counted in it (their billing record's scheme is DAY_SCHEME).
-BILLING = f"{PREFIX}:billing"
-# Billing counts in 15-minute UTC buckets, one hash per UTC day: `<BILLING>:<day>` holds
+DEFAULT_PREFIX = "otp"
+# Billing counts in 15-minute UTC buckets, one hash per UTC day: `<billing>:<day>` holds
 # `<quarter of the day>|<provider>|<product>`. Every real zone offset is a multiple of 15
 # minutes, so a day in any IANA zone is a whole number of buckets.
 QUARTER_MS = 15 * 60 * 1000
@@ -25,30 +20,48 @@ DAY_MS = 86_400_000
 DAY_SCHEME, QUARTER_SCHEME = "d", "q"
 
 
-def message(provider: str, message_id: str) -> str:
-    return f"{PREFIX}:m:{provider}:{message_id}"
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one deployment, all under its KEY_PREFIX: two deployments with their own
+    prefixes (and queues) share one Redis without touching each other's data."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def counters(self) -> str:
+        return f"{self.prefix}:counters"
+
+    @property
+    def billing(self) -> str:
+        """Billable messages per UTC day, provider and product (`<day>|<provider>|<product>`):
+        how billing was kept before 15-minute buckets. Still read, and still moved for the
+        messages that were counted in it (their billing record's scheme is DAY_SCHEME)."""
+        return f"{self.prefix}:billing"
+
+    def message(self, provider: str, message_id: str) -> str:
+        return f"{self.prefix}:m:{provider}:{message_id}"
+
+    def billing_day(self, day: int) -> str:
+        """The quarter-hour buckets of one UTC day (days since the epoch)."""
+        return f"{self.billing}:{day}"
+
+    def billing_record(self, provider: str, message_id: str) -> str:
+        """What billing needs of a message, kept for the billing horizon (longer than its
+        state): a callback after the state expired re-attaches to it, not billed again."""
+        return f"{self.prefix}:bill:{provider}:{message_id}"
+
+    def queued_events(self, queue_name: str) -> str:
+        """Events waiting in a queue's jobs: the writer adds a job's events, the apply script
+        takes them off when it starts the job, so the backlog is bounded in events."""
+        return f"{self.prefix}:queued:{queue_name}"
+
+    def applied(self, batch_id: str) -> str:
+        """Bitmap of the events of one batch already applied: a replayed batch counts
+        nothing."""
+        return f"{self.prefix}:applied:{batch_id}"
 
 
-def billing_day(day: int) -> str:
-    """The quarter-hour buckets of one UTC day (days since the epoch)."""
-    return f"{BILLING}:{day}"
-
-
-def billing_record(provider: str, message_id: str) -> str:
-    """What billing needs of a message, kept for the billing horizon (longer than its state):
-    a callback after the state expired re-attaches to it instead of billing again."""
-    return f"{PREFIX}:bill:{provider}:{message_id}"
-
-
-def queued_events(queue_name: str) -> str:
-    """Events waiting in a queue's jobs: the writer adds a job's events, the apply script
-    takes them off when it starts the job, so the backlog is bounded in events, not jobs."""
-    return f"{PREFIX}:queued:{queue_name}"
-
-
-def applied(batch_id: str) -> str:
-    """Bitmap of the events of one batch already applied: a replayed batch counts nothing."""
-    return f"{PREFIX}:applied:{batch_id}"
+DEFAULT = Keys()
 
 
 class MessageField(StrEnum):

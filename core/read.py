@@ -18,7 +18,7 @@ from redis import Redis
 from core import keys, model, products
 from core.clock import iso
 from core.counters import SEP
-from core.keys import MessageField
+from core.keys import DEFAULT, Keys, MessageField
 
 EPOCH = date(1970, 1, 1)
 LAST_DAY = date(9999, 12, 30)
@@ -59,11 +59,12 @@ class BillingRow:
 
 
 class Reader:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, keys: Keys = DEFAULT) -> None:
         self.redis = redis
+        self.keys = keys
 
     def message(self, provider: str, message_id: str) -> MessageView | None:
-        raw = self.redis.hgetall(keys.message(provider, message_id))
+        raw = self.redis.hgetall(self.keys.message(provider, message_id))
         if not raw:
             return None
         return _message_view(provider, message_id, {k.decode(): v.decode() for k, v in raw.items()})
@@ -86,8 +87,8 @@ class Reader:
         first_day, last_day = bounds[0] // QUARTERS_PER_DAY, (bounds[-1] - 1) // QUARTERS_PER_DAY
         pipe = self.redis.pipeline(transaction=False)
         for utc_day in range(first_day, last_day + 1):
-            pipe.hgetall(keys.billing_day(utc_day))
-        pipe.hgetall(keys.BILLING)
+            pipe.hgetall(self.keys.billing_day(utc_day))
+        pipe.hgetall(self.keys.billing)
         *quarters, legacy = pipe.execute()
         for utc_day, buckets in zip(range(first_day, last_day + 1), quarters, strict=True):
             for name, count in buckets.items():
@@ -102,7 +103,7 @@ class Reader:
         return [BillingRow(*k, n) for k, n in sorted(totals.items()) if n]
 
     def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.COUNTERS).items()}
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(self.keys.counters).items()}
 
 
 QUARTERS_PER_DAY = keys.DAY_MS // keys.QUARTER_MS

@@ -7,6 +7,7 @@ Nothing else in the code base reads the environment: the web and worker factorie
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +18,7 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 from core.clock import MAX_AGE_MS
+from core.keys import DEFAULT_PREFIX, Keys
 from core.products import PRODUCTS
 
 DAY = 24 * 3600
@@ -43,6 +45,13 @@ def zone(name: str) -> ZoneInfo:
 @cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
+
+
+def _key_prefix(value: str) -> str:
+    """Keys are `<prefix>:...`: nothing that could run into another deployment's keys."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+        raise ValueError("KEY_PREFIX must be 1 to 32 of A-Z a-z 0-9 _ -")
+    return value
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -126,6 +135,7 @@ class Settings:
     metrics_host: str
     metrics_cache_seconds: float
     auth_failures_per_minute: int
+    key_prefix: str
     queue_name: str
     message_ttl: int
     billing_horizon: int
@@ -183,7 +193,10 @@ class Settings:
             metrics_host=config("METRICS_HOST", default="127.0.0.1"),
             metrics_cache_seconds=config("METRICS_CACHE_SECONDS", cast=float, default=1.0),
             auth_failures_per_minute=config("AUTH_FAILURES_PER_MINUTE", cast=int, default=10),
-            queue_name=config("QUEUE_NAME", default="otp-callbacks"),
+            key_prefix=config("KEY_PREFIX", cast=_key_prefix, default=DEFAULT_PREFIX),
+            queue_name=config(
+                "QUEUE_NAME", default=f"{config('KEY_PREFIX', default=DEFAULT_PREFIX)}-callbacks"
+            ),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
             billing_timezone=config("BILLING_TIMEZONE", cast=zone, default="UTC"),
@@ -278,6 +291,10 @@ class Settings:
                         f" {MIN_TOKEN_LENGTH} characters (generate one with"
                         " `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
                     )
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
 
     @property
     def redis(self) -> str:

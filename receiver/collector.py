@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from redis import Redis, RedisError
 from rq import Queue
 
-from core import counters, keys
+from core import counters
+from core.keys import Keys
 from core.read import Reader
 
 Labels = tuple[str, ...]
@@ -34,7 +35,7 @@ class RedisCollector(Collector):
         shows missing series (and redis_up 0), never counters that went backwards.
         """
         try:
-            metrics = [*self._counters(), *_queue_gauges(self.queue)]
+            metrics = [*self._counters(), *_queue_gauges(self.queue, self.reader.keys)]
         except RedisError:
             metrics = []
         up = GaugeMetricFamily("otp_redis_up", "Whether Redis answered this scrape")
@@ -84,7 +85,7 @@ def _histogram(family: counters.Family, rows: dict[Labels, int]) -> Metric:
     return metric
 
 
-def _queue_gauges(queue: Queue) -> Iterator[Metric]:
+def _queue_gauges(queue: Queue, keys: Keys) -> Iterator[Metric]:
     redis: Redis = queue.connection
     depth = GaugeMetricFamily("otp_queue_depth", "Batches waiting in the queue", labels=["queue"])
     depth.add_metric([queue.name], redis.llen(queue.key))

@@ -37,7 +37,7 @@ class Context:
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
-        reader = Reader(redis)
+        reader = Reader(redis, settings.keys)
         # The writer has a connection of its own: WAIT must follow its transaction on it.
         writer = QueueWriter(connect(settings, writer=True), settings)
         registry.register(RedisCollector(reader, queue(redis, settings)))

@@ -10,7 +10,6 @@ from redis import Redis, RedisError
 from rq import Retry
 from rq.job import Job
 
-from core import keys
 from core.events import APPLY_BATCH, Event
 from core.queue import queue
 from core.settings import Settings
@@ -27,7 +26,8 @@ class QueueWriter:
         self.redis = redis
         self.queue = queue(redis, settings)
         self.settings = settings
-        self.queued_events = keys.queued_events(settings.queue_name)
+        self.keys = settings.keys
+        self.queued_events = self.keys.queued_events(settings.queue_name)
         self.min_replicas = settings.redis_min_replicas
         self.wait_ms = max(1, round(settings.redis_replica_timeout * 1000))
 
@@ -51,7 +51,7 @@ class QueueWriter:
         if confirm:
             pipe.client_id()  # the connection that writes the batch: WAIT must run on it
         for field, n in counts.items():
-            pipe.hincrby(keys.COUNTERS, field, n)
+            pipe.hincrby(self.keys.counters, field, n)
         if events:
             self.queue.enqueue_job(self._job(events), pipeline=pipe)
         results = pipe.execute()

@@ -95,10 +95,10 @@ def stored(redis, reader, ids=PRODUCTS) -> tuple[Counter[str], Counter[str], dic
 def billing_buckets(redis) -> Counter[str]:
     """Every billing bucket Redis holds, as `bucket()` names them (zero counts left out)."""
     billing: Counter[str] = Counter()
-    for key in redis.scan_iter(f"{keys.BILLING}:*"):
+    for key in redis.scan_iter(f"{keys.DEFAULT.billing}:*"):
         day = key.decode().rsplit(":", 1)[1]
         billing.update({f"{day}|{k.decode()}": int(v) for k, v in redis.hgetall(key).items()})
-    assert not redis.exists(keys.BILLING), "new messages are billed in 15-minute buckets"
+    assert not redis.exists(keys.DEFAULT.billing), "new messages are billed in 15-minute buckets"
     return +billing
 
 

@@ -27,7 +27,7 @@ from tests.samples import (
 )
 from tests.support import QUEUE, make_settings, metric, run_jobs
 
-QUEUED = keys.queued_events("otp-callbacks")
+QUEUED = keys.DEFAULT.queued_events("otp-callbacks")
 
 
 def queued(redis) -> int:

@@ -99,7 +99,7 @@ def short_lived(redis, settings) -> Store:
 def expire(redis, session: str) -> None:
     """Wait until the message's state has really expired in Redis."""
     deadline = time.monotonic() + 5
-    while redis.exists(keys.message("verihubs", session)):
+    while redis.exists(keys.DEFAULT.message("verihubs", session)):
         assert time.monotonic() < deadline, "state did not expire"
         time.sleep(0.1)
 
@@ -108,7 +108,7 @@ def test_a_replay_after_expiry_re_attaches_and_is_not_billed_again(redis, short_
     short_lived.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
     assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
     expire(redis, "s")
-    assert redis.pttl(keys.billing_record("verihubs", "s")) > 30 * 86_400_000
+    assert redis.pttl(keys.DEFAULT.billing_record("verihubs", "s")) > 30 * 86_400_000
     # A provider's late retry of "sent", then a new "delivered", days later.
     later = T0 + 3 * 86_400_000
     short_lived.apply("b2", [verihubs("s", 1, later), verihubs("s", 2, later + 1000)])
@@ -143,13 +143,15 @@ def test_a_mismatch_after_expiry_is_still_a_mismatch(redis, short_lived, reader)
     short_lived.apply("b1", [verihubs("s", 1, T0)])
     expire(redis, "s")
     assert short_lived.apply("b2", [verihubs("s", 4, T0 + 1000, SMS)])[0].value == "mismatch"
-    assert not redis.exists(keys.message("verihubs", "s"))
+    assert not redis.exists(keys.DEFAULT.message("verihubs", "s"))
     assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
 
 
 def test_past_the_horizon_a_message_starts_anew(redis, store, reader):
     store.apply("b1", [verihubs("s", 1, T0)])
-    redis.delete(keys.message("verihubs", "s"), keys.billing_record("verihubs", "s"))
+    redis.delete(
+        keys.DEFAULT.message("verihubs", "s"), keys.DEFAULT.billing_record("verihubs", "s")
+    )
     store.apply("b2", [verihubs("s", 1, T0 + 40 * 86_400_000)])
     assert billed(reader, *ALL_TIME) == {
         ("2026-11-20", "verihubs", OTP): 1,
@@ -174,16 +176,18 @@ def test_counts_stored_by_utc_day_stay_readable_and_legacy_messages_move_there(
     redis, store, reader
 ):
     day = datetime(2026, 11, 10, tzinfo=UTC).timestamp() // 86_400
-    redis.hset(keys.BILLING, f"{int(day)}|verihubs|{OTP}", 2)
+    redis.hset(keys.DEFAULT.billing, f"{int(day)}|verihubs|{OTP}", 2)
     # A message as the code before billing records wrote it: hash only, counted by UTC day.
     first = at("2026-11-10T23:00:00+00:00")
-    redis.hset(keys.message("verihubs", "old"), mapping={"p": OTP, "m": 2, "f": first, "1": first})
+    redis.hset(
+        keys.DEFAULT.message("verihubs", "old"), mapping={"p": OTP, "m": 2, "f": first, "1": first}
+    )
     assert billed(reader, *ALL_TIME) == {("2026-11-10", "verihubs", OTP): 2}
     # In another zone, these counts keep their UTC date: they have nothing finer.
     assert billed(reader, *ALL_TIME, JAKARTA) == {("2026-11-10", "verihubs", OTP): 2}
     store.apply("b", [verihubs("old", 6, first + 1000)])  # the old message fails
     assert billed(reader, *ALL_TIME) == {("2026-11-10", "verihubs", OTP): 1}
-    assert not any(k.startswith(f"{keys.BILLING}:".encode()) for k in redis.scan_iter())
+    assert not any(k.startswith(f"{keys.DEFAULT.billing}:".encode()) for k in redis.scan_iter())
 
 
 # 4. Days in the invoice's time zone -------------------------------------------------------

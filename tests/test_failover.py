@@ -39,7 +39,7 @@ from workers.store import Store
 
 MASTER = "otp"
 OTP = verihubs_url("whatsapp-otp")
-QUEUED = keys.queued_events("otp-callbacks")
+QUEUED = keys.DEFAULT.queued_events("otp-callbacks")
 
 
 def replication(url: str) -> dict:

@@ -93,7 +93,7 @@ def test_state_expiring_at_any_point_never_changes_billing(redis, store, reader,
         store.apply(f"b{i}", copies[i : i + size])
         i += size
         for mid in rnd.sample(sorted(PRODUCTS), k=rnd.randint(0, 3)):
-            redis.delete(keys.message(PRODUCTS[mid][0], mid))  # as MESSAGE_TTL would
+            redis.delete(keys.DEFAULT.message(PRODUCTS[mid][0], mid))  # as MESSAGE_TTL would
     got_counts, got_billing, got_states = stored(redis, reader)
     want_counts, want_billing, want_states = reference(events)
     assert got_billing == want_billing
@@ -130,7 +130,7 @@ def _family(values: Counter[str], key: str) -> int:
 def test_a_batch_applied_twice_counts_once(redis, store, reader):
     batch = [event("m0", 0), event("m0", 2), event("m0", 2), event("m1", 9)]
     first = store.apply("same-batch", batch)
-    record = keys.billing_record("verihubs", "m0")
+    record = keys.DEFAULT.billing_record("verihubs", "m0")
 
     def snapshot():
         m0 = redis.hgetall("otp:m:verihubs:m0")
@@ -186,9 +186,9 @@ def test_message_state_expires_but_billing_survives(redis, store):
     store.apply("b", [event("m0", 2)])
     ttl = redis.pttl("otp:m:verihubs:m0")
     assert 0 < ttl <= store.message_ttl_ms
-    assert store.message_ttl_ms < redis.pttl(keys.billing_record("verihubs", "m0"))
-    assert redis.pttl(keys.billing_record("verihubs", "m0")) <= store.billing_horizon_ms
-    assert all(redis.ttl(key) == -1 for key in redis.scan_iter(f"{keys.BILLING}:*"))
+    assert store.message_ttl_ms < redis.pttl(keys.DEFAULT.billing_record("verihubs", "m0"))
+    assert redis.pttl(keys.DEFAULT.billing_record("verihubs", "m0")) <= store.billing_horizon_ms
+    assert all(redis.ttl(key) == -1 for key in redis.scan_iter(f"{keys.DEFAULT.billing}:*"))
 
 
 def test_apply_survives_a_flushed_script_cache(redis, store, reader):

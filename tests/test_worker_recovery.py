@@ -143,7 +143,9 @@ def assert_recovered(redis: Redis, settings: Settings, batch, ids, job_id: str) 
     assert queue.count == 0
     assert redis.zcard(queue.started_job_registry.key) == 0
     assert redis.llen(queue.intermediate_queue_key) == 0
-    assert not redis.exists(keys.applied(job_id)), "a finished batch leaves no replay marker"
+    assert not redis.exists(keys.DEFAULT.applied(job_id)), (
+        "a finished batch leaves no replay marker"
+    )
     assert stored(redis, Reader(redis), ids) == reference(batch), "applied exactly once"
 
 
@@ -256,7 +258,7 @@ def burst(redis: Redis, settings: Settings) -> None:
 
 
 def markers(redis: Redis) -> list[bytes]:
-    return list(redis.scan_iter(keys.applied("*")))
+    return list(redis.scan_iter(keys.DEFAULT.applied("*")))
 
 
 def test_a_finished_batch_leaves_no_marker_a_failed_one_keeps_it_and_replays_exactly(
@@ -287,8 +289,8 @@ def test_a_finished_batch_leaves_no_marker_a_failed_one_keeps_it_and_replays_exa
     failed = core_queue(redis, settings).failed_job_registry
     assert failed.get_job_ids() == [job_id]
     assert received(reader) == len(finished) + PIPELINE_CHUNK
-    assert markers(redis) == [keys.applied(job_id).encode()]
-    assert redis.pttl(keys.applied(job_id)) > (settings.failed_job_ttl - 60) * 1000
+    assert markers(redis) == [keys.DEFAULT.applied(job_id).encode()]
+    assert redis.pttl(keys.DEFAULT.applied(job_id)) > (settings.failed_job_ttl - 60) * 1000
 
     # Replayed (`rq requeue`), it applies the rest and nothing twice, and ends finished.
     monkeypatch.undo()

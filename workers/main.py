@@ -20,7 +20,8 @@ from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.utils import now
 
-from core import keys, logs, storage
+from core import logs, storage
+from core.keys import DEFAULT, Keys
 from core.queue import JobSerializer, queue
 from core.redis import connect
 from core.settings import Settings
@@ -74,6 +75,8 @@ class BatchWorker(SimpleWorker):
     """SimpleWorker: forking a work horse per job costs more than applying a whole batch."""
 
     job_class = BatchJob
+    # The deployment's keys (its replay markers); create_worker sets them from settings.
+    keys: Keys = DEFAULT
     # Come back quickly after a Redis outage (RQ's default backoff grows to a minute).
     max_connection_wait_time = 2.0
     # A batch's description says only how many callbacks it holds; keep logs short anyway.
@@ -124,7 +127,7 @@ class BatchWorker(SimpleWorker):
             # it: until that commits, a retry still finds every applied event marked; once
             # it has, the batch is gone and nothing can run it again. A failed batch keeps
             # its marker (FAILED_JOB_TTL), so a replay of it stays exact.
-            pipeline.delete(keys.applied(job.id))
+            pipeline.delete(self.keys.applied(job.id))
 
     # Stopping, with or without Redis ---------------------------------------------------------
 
@@ -180,13 +183,15 @@ def store_for(settings: Settings) -> Store:
 def create_worker(settings: Settings) -> BatchWorker:
     jobs.bind(store_for(settings), retry_window=settings.job_timeout / 2)
     conn = connect(settings, blocking=True)
-    return BatchWorker(
+    worker = BatchWorker(
         [queue(conn, settings)],
         connection=conn,
         serializer=JobSerializer,
         default_result_ttl=0,
         maintenance_interval=settings.maintenance_interval,
     )
+    worker.keys = settings.keys
+    return worker
 
 
 def run(settings: Settings) -> None:

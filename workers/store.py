@@ -13,9 +13,10 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from core import keys, model, products
+from core import model, products
 from core.clock import now_ms
 from core.events import Event
+from core.keys import DEFAULT, Keys
 from core.settings import Settings
 from workers import script
 
@@ -33,6 +34,7 @@ class Store:
             settings.failed_job_ttl,
             settings.billing_horizon,
             settings.queue_name,
+            settings.keys,
         )
 
     def __init__(
@@ -42,8 +44,10 @@ class Store:
         applied_ttl: int,
         billing_horizon: int,
         queue_name: str,
+        keys: Keys = DEFAULT,
     ) -> None:
         self.redis = redis
+        self.keys = keys
         self.queued_events = keys.queued_events(queue_name)
         self.message_ttl_ms = message_ttl * 1000
         self.applied_ttl_ms = applied_ttl * 1000
@@ -59,7 +63,7 @@ class Store:
         With a caller's pipeline the calls are only queued on it and nothing is returned
         (the caller must have loaded the script: `load_script`).
         """
-        applied, now = keys.applied(batch_id), now_ms()
+        applied, now = self.keys.applied(batch_id), now_ms()
         if pipeline is not None:
             self._queue(pipeline, applied, events, range(len(events)), now)
             return []
@@ -96,11 +100,11 @@ class Store:
             pipe.evalsha(
                 self._sha,
                 6,
-                keys.message(e.provider, e.message_id),
-                keys.COUNTERS,
-                keys.BILLING,
+                self.keys.message(e.provider, e.message_id),
+                self.keys.counters,
+                self.keys.billing,
                 applied,
-                keys.billing_record(e.provider, e.message_id),
+                self.keys.billing_record(e.provider, e.message_id),
                 self.queued_events,
                 e.provider,
                 e.product,

@@ -176,6 +176,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         config = Config(environ=dict(os.environ if environ is None else environ))
+        prefix = config("KEY_PREFIX", cast=_key_prefix, default=DEFAULT_PREFIX)
         return cls(
             redis_url=config("REDIS_URL", default=None),
             callback_tokens=config("CALLBACK_TOKEN", cast=_secrets, default=""),
@@ -193,10 +194,8 @@ class Settings:
             metrics_host=config("METRICS_HOST", default="127.0.0.1"),
             metrics_cache_seconds=config("METRICS_CACHE_SECONDS", cast=float, default=1.0),
             auth_failures_per_minute=config("AUTH_FAILURES_PER_MINUTE", cast=int, default=10),
-            key_prefix=config("KEY_PREFIX", cast=_key_prefix, default=DEFAULT_PREFIX),
-            queue_name=config(
-                "QUEUE_NAME", default=f"{config('KEY_PREFIX', default=DEFAULT_PREFIX)}-callbacks"
-            ),
+            key_prefix=prefix,
+            queue_name=config("QUEUE_NAME", default=f"{prefix}-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
             billing_timezone=config("BILLING_TIMEZONE", cast=zone, default="UTC"),

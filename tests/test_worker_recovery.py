@@ -178,20 +178,28 @@ def test_a_batch_whose_worker_was_killed_ends_finished_and_applied_once(
     assert_recovered(redis, settings, batch, ids, job_id)
 
 
-def test_a_batch_whose_worker_was_killed_during_a_redis_outage_ends_finished(
-    own_redis, stacks, tmp_path
-):
+def retrying_in_an_outage(own_redis, stacks, tmp_path, job_timeout: str):
+    """A worker that applied a first chunk of a batch, then lost Redis and retries it."""
     redis = Redis.from_url(own_redis.url)
-    env = {"JOB_TIMEOUT": "4"}  # the batch retries through the outage for 2 s
+    env = {"JOB_TIMEOUT": job_timeout}
     settings = make_settings(own_redis.url, **{**ENV, **env})
     batch, ids, job_id = write_batch(redis, settings)
     stack = make_stack(stacks, own_redis.url, tmp_path, **env)
     worker = stack.start_worker(*FAULT_WORKER, FAULT_POINT="applying")
     wait_until(lambda: stopped(worker), what="the worker to apply a first chunk")
-
     own_redis.stop(kill=True)
     worker.send_signal(signal.SIGCONT)
     wait_until(lambda: "retrying batch" in stack.log("worker0"), what="the worker to retry")
+    return redis, settings, batch, ids, job_id, stack, worker
+
+
+def test_a_batch_whose_worker_was_killed_during_a_redis_outage_ends_finished(
+    own_redis, stacks, tmp_path
+):
+    # JOB_TIMEOUT 4: the batch retries through the outage for 2 s.
+    redis, settings, batch, ids, job_id, stack, worker = retrying_in_an_outage(
+        own_redis, stacks, tmp_path, job_timeout="4"
+    )
     kill(worker)
     own_redis.start()  # the same data (AOF), an empty script cache
 
@@ -217,16 +225,10 @@ def test_sigterm_stops_an_idle_worker_within_2s_while_redis_is_down(own_redis, s
 def test_sigterm_stops_a_worker_retrying_a_batch_within_2s_and_the_batch_is_kept(
     own_redis, stacks, tmp_path
 ):
-    redis = Redis.from_url(own_redis.url)
-    env = {"JOB_TIMEOUT": "30"}  # the batch would retry through the outage for 15 s
-    settings = make_settings(own_redis.url, **{**ENV, **env})
-    batch, ids, job_id = write_batch(redis, settings)
-    stack = make_stack(stacks, own_redis.url, tmp_path, **env)
-    worker = stack.start_worker(*FAULT_WORKER, FAULT_POINT="applying")
-    wait_until(lambda: stopped(worker), what="the worker to apply a first chunk")
-    own_redis.stop(kill=True)
-    worker.send_signal(signal.SIGCONT)
-    wait_until(lambda: "retrying batch" in stack.log("worker0"), what="the worker to retry")
+    # JOB_TIMEOUT 30: the batch would retry through the outage for 15 s.
+    redis, settings, batch, ids, job_id, stack, worker = retrying_in_an_outage(
+        own_redis, stacks, tmp_path, job_timeout="30"
+    )
 
     asked = time.monotonic()
     worker.send_signal(signal.SIGTERM)

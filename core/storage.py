@@ -23,37 +23,47 @@ class EvictingRedis(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RedisFacts:
+class Memory:
     used_memory: int
     # 0: no limit (Redis grows until the machine runs out).
     maxmemory: int
     policy: str
-    aof: bool
-    # RDB snapshot rules (`save`), "" when none; None when CONFIG is not allowed.
-    rdb: str | None
 
     @property
     def evicts(self) -> bool:
         return self.policy != SAFE_POLICY
+
+
+@dataclass(frozen=True)
+class RedisFacts(Memory):
+    aof: bool
+    # RDB snapshot rules (`save`), "" when none; None when CONFIG is not allowed.
+    rdb: str | None
 
     @property
     def persists(self) -> bool:
         return self.aof or bool(self.rdb)
 
 
+def memory(redis: Redis) -> Memory:
+    """One INFO: what the receiver's memory guard refreshes every second."""
+    info = redis.info("memory")
+    return Memory(
+        used_memory=int(info["used_memory"]),
+        maxmemory=int(info.get("maxmemory", 0)),
+        policy=str(info.get("maxmemory_policy", SAFE_POLICY)),
+    )
+
+
 def inspect(redis: Redis) -> RedisFacts:
-    memory, persistence = redis.info("memory"), redis.info("persistence")
+    """Memory and persistence: what a process checks once, at start-up."""
+    persistence = redis.info("persistence")
     try:
         rdb: str | None = str(redis.config_get("save").get("save", ""))
     except ResponseError:  # CONFIG renamed or refused, as managed services do
         rdb = None
-    return RedisFacts(
-        used_memory=int(memory["used_memory"]),
-        maxmemory=int(memory.get("maxmemory", 0)),
-        policy=str(memory.get("maxmemory_policy", SAFE_POLICY)),
-        aof=bool(int(persistence.get("aof_enabled", 0))),
-        rdb=rdb,
-    )
+    aof = bool(int(persistence.get("aof_enabled", 0)))
+    return RedisFacts(**vars(memory(redis)), aof=aof, rdb=rdb)
 
 
 def check(redis: Redis, allow_eviction: bool) -> RedisFacts:

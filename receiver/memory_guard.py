@@ -31,12 +31,12 @@ class MemoryGuard(Collector):
         self.limit = limit
         # An evicting policy found after start-up (CONFIG SET, a failover) refuses too.
         self.allow_eviction = allow_eviction
-        self.facts: storage.RedisFacts | None = None
+        self.facts: storage.Memory | None = None
         self.measured_at = 0.0
 
     def refresh(self) -> None:
         try:
-            self.facts = storage.inspect(self.redis)
+            self.facts = storage.memory(self.redis)
             self.measured_at = time.monotonic()
         except RedisError:
             pass  # readiness and the batcher report an unreachable Redis
@@ -46,7 +46,7 @@ class MemoryGuard(Collector):
             await asyncio.to_thread(self.refresh)
             await asyncio.sleep(REFRESH_SECONDS)
 
-    def _current(self) -> storage.RedisFacts | None:
+    def _current(self) -> storage.Memory | None:
         fresh = time.monotonic() - self.measured_at < STALE_SECONDS
         return self.facts if fresh else None
 

@@ -34,8 +34,11 @@ tools:
 test: install tools
 	$(BIN)/python -m pytest
 
+# Where docs/runbook.md is published: every alert's runbook_url is <this>#<alert>.
+RUNBOOK_BASE_URL ?= https://otp-tracker.example/docs/runbook.md
+
 dashboards: install
-	$(BIN)/python -m dashboards.build
+	$(BIN)/python -m dashboards.build --runbook-base "$(RUNBOOK_BASE_URL)"
 
 # Runs the stack, a real Prometheus and the callback simulator for 3 minutes, then renders
 # docs/dashboard-preview.png from Prometheus's data.

@@ -2,11 +2,17 @@
 
 Plain Python over dicts: the dashboard model is small and stable, and a test checks the
 committed JSON is what this code produces.
+
+It also writes every alert's `runbook_url` in the rules (and their tests) as an absolute URL
+under `--runbook-base` (`make dashboards RUNBOOK_BASE_URL=...`): Alertmanager, Slack or a
+pager cannot resolve a path relative to a repository they never saw.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +21,12 @@ from typing import Any
 from core import model
 
 OUT = Path(__file__).parent / "grafana" / "otp-tracker.json"
+RULES = Path(__file__).parent / "prometheus"
+RULE_FILES = (RULES / "rules.yml", RULES / "rules_test.yml")
+# Where docs/runbook.md is published; the committed rules carry this default. A deployment
+# builds its own with `make dashboards RUNBOOK_BASE_URL=https://git.example.com/.../runbook.md`.
+RUNBOOK_BASE_URL = "https://otp-tracker.example/docs/runbook.md"
+RUNBOOK_URL = re.compile(r"(runbook_url: )\S*#([a-z0-9-]+)")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SELECTOR = 'provider=~"$provider",product=~"$product"'
 FAILURES = "|".join(sorted(s.value for s in model.FAILURES))
@@ -324,9 +336,22 @@ def render() -> str:
     return json.dumps(dashboard(), indent=2) + "\n"
 
 
+def with_runbook_base(rules: str, base: str = RUNBOOK_BASE_URL) -> str:
+    """Every `runbook_url: ...#anchor` as `base#anchor` (the anchor is kept)."""
+    if not re.fullmatch(r"https?://\S+", base) or "#" in base:
+        raise ValueError(f"the runbook base must be an absolute http(s) URL without '#': {base!r}")
+    return RUNBOOK_URL.sub(lambda m: f"{m[1]}{base}#{m[2]}", rules)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runbook-base", default=RUNBOOK_BASE_URL)
+    args = parser.parse_args()
     OUT.write_text(render())
     print(f"wrote {OUT}")
+    for path in RULE_FILES:
+        path.write_text(with_runbook_base(path.read_text(), args.runbook_base))
+        print(f"wrote {path} (runbook_url under {args.runbook_base})")
 
 
 if __name__ == "__main__":

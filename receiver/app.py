@@ -1,8 +1,8 @@
 """The receiver's app factory: `uvicorn --factory receiver.app:create_app`.
 
-With METRICS_PORT set, the public app serves no /metrics: `create_metrics_app(app)` is the
-second listener that does, in the same process (it reads the public app's registry and
-context), started by the launcher on METRICS_HOST:METRICS_PORT.
+With METRICS_PORT set, the public app serves no /metrics nor /metrics/shared:
+`create_metrics_app(app)` is the second listener that does, in the same process (it reads the
+public app's registries and context), started by the launcher on METRICS_HOST:METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ log = structlog.get_logger("receiver")
 CALLBACK_ROUTES = "/callbacks/"
 
 
-METRICS = Route("/metrics", ops.metrics)
+# /metrics is per process (scrape every one); /metrics/shared is what Redis holds, the same
+# on every process (scrape one target): see dashboards/prometheus/prometheus.yml.
+METRICS = [Route("/metrics", ops.metrics), Route("/metrics/shared", ops.shared_metrics)]
 
 
 def routes(settings: Settings) -> list[Route]:
     """The public listener's routes: /metrics only when it has no listener of its own."""
-    metrics = [METRICS] if settings.metrics_port is None else []
+    metrics = METRICS if settings.metrics_port is None else []
     return [
         Route(
             "/callbacks/verihubs/{product}/{token}",
@@ -90,7 +92,7 @@ def create_metrics_app(app: Starlette) -> Starlette:
     builds, METRICS_TOKEN too), and nothing else. Serve it in `app`'s process, with no
     lifespan of its own: until `app` has started it answers 503."""
     settings: Settings = app.state.settings
-    metrics_app = _starlette(settings, [METRICS], lifespan=None)
+    metrics_app = _starlette(settings, METRICS, lifespan=None)
     metrics_app.state = app.state
     return metrics_app
 

@@ -28,7 +28,10 @@ class Context:
     reader: Reader
     batcher: GroupCommit
     registry: CollectorRegistry
+    # /metrics: what this process alone knows (HTTP requests, admin refusals).
     metrics: MetricsPage
+    # /metrics/shared: what Redis holds, the same on every process: one scrape target.
+    shared: MetricsPage
     http: HttpMetrics
     credentials: Credentials
     sources: Sources
@@ -40,9 +43,12 @@ class Context:
         reader = Reader(redis, settings.keys)
         # The writer has a connection of its own: WAIT must follow its transaction on it.
         writer = QueueWriter(connect(settings, writer=True), settings)
-        registry.register(RedisCollector(reader, queue(redis, settings)))
+        # Two registries, two pages: scraping every process's /metrics must not multiply the
+        # business figures by the number of processes.
+        shared = CollectorRegistry()
+        shared.register(RedisCollector(reader, queue(redis, settings)))
         memory = MemoryGuard(redis, settings.redis_memory_limit, settings.allow_evicting_redis)
-        registry.register(memory)
+        shared.register(memory)
         return cls(
             settings=settings,
             redis=redis,
@@ -50,6 +56,7 @@ class Context:
             batcher=GroupCommit(writer, settings.max_batch, settings.max_backlog),
             registry=registry,
             metrics=MetricsPage(registry, settings.metrics_cache_seconds),
+            shared=MetricsPage(shared, settings.metrics_cache_seconds),
             http=HttpMetrics(registry),
             credentials=Credentials.from_settings(settings),
             sources=Sources(settings.allowed_networks),

@@ -26,14 +26,28 @@ def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    """With METRICS_TOKEN, a bearer token is required (checked before anything is read)."""
+    """This process's own families (HTTP requests, admin refusals): scrape every process.
+
+    With METRICS_TOKEN, a bearer token is required (checked before anything is read)."""
+    ctx = _scraped(request)
+    return Response(await ctx.metrics.body(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def shared_metrics(request: Request) -> Response:
+    """The families Redis holds (callbacks, billing, latencies, queue, Redis): the same on
+    every process, so scraped from one target only (a load-balanced address will do)."""
+    ctx = _scraped(request)
+    if ctx.shared.stale():  # this process's refusals, counted in memory, are in the page
+        await ctx.batcher.flush_counts()
+    return Response(await ctx.shared.body(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _scraped(request: Request) -> Context:
     ctx: Context | None = getattr(request.app.state, "ctx", None)
     if ctx is None:  # the METRICS_PORT listener, before the public app has started
         raise Unavailable("not_ready", "the receiver is starting")
     ctx.guard.check_metrics(request, ctx.credentials.metrics_tokens)
-    if ctx.metrics.stale():  # this process's refusals, counted in memory, are in the page
-        await ctx.batcher.flush_counts()
-    return Response(await ctx.metrics.body(), media_type=CONTENT_TYPE_LATEST)
+    return ctx
 
 
 async def openapi_document(request: Request) -> JSONResponse:

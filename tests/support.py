@@ -82,9 +82,11 @@ def rejection(call: Callable, *args) -> Rejected:
 
 
 def metric(client, name: str, **labels: str) -> float:
-    """The sum of a family's samples matching the labels, as /metrics serves them."""
+    """The sum of a family's samples matching the labels, as /metrics (this process's) and
+    /metrics/shared (Redis-held) serve them: no family is on both."""
     total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    pages = "".join(client.get(path).text for path in ("/metrics", "/metrics/shared"))
+    for family in text_string_to_metric_families(pages):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value

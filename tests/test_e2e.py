@@ -62,7 +62,7 @@ def test_concurrent_callbacks_reach_state_billing_and_metrics(stack, durable_red
     assert message(stack, "both-1")["anomalies"] == {"conflict": 1}
     days = httpx.get(f"{stack.url}/billing", headers=ADMIN).json()["days"]
     assert sum(d["billable"] for d in days) == 201
-    metrics = httpx.get(f"{stack.url}/metrics").text
+    metrics = httpx.get(f"{stack.url}/metrics/shared").text
     assert (
         'otp_callbacks_received_total{product="whatsapp-otp",provider="verihubs",status="delivered"} 201.0'
         in metrics

@@ -428,7 +428,8 @@ def test_the_launcher_serves_metrics_only_on_metrics_port(redis_server, tmp_path
         front, metrics = Front(port, tmp_path), Front(metrics_port, tmp_path)
         wait_until(lambda: _answers(front), what="receiver start")
         assert get(front, "/metrics").startswith(b"HTTP/1.1 404")
-        page = get(metrics, "/metrics")
+        assert get(front, "/metrics/shared").startswith(b"HTTP/1.1 404")
+        page = get(metrics, "/metrics/shared")
         assert page.startswith(b"HTTP/1.1 200") and b"otp_redis_up 1.0" in page
     finally:
         process.terminate()

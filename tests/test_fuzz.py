@@ -300,7 +300,7 @@ def _answer(ledger, case, sent):
 
 def _check_the_books(fuzz, redis, ledger, path):
     # Refusals are counted in memory first; a scrape writes this process's to Redis.
-    assert fuzz.session.get("/metrics").status_code == 200
+    assert fuzz.session.get("/metrics/shared").status_code == 200
     counters = redis.hgetall("otp:counters")
     rejected = sum(int(n) for name, n in counters.items() if name.startswith(b"rejected|"))
     assert rejected == ledger.refused_callbacks, (counters, ledger.answers)

@@ -95,7 +95,10 @@ def test_two_listeners_in_one_process_over_real_sockets(redis_server, store):
         assert httpx.get(metrics + "/metrics").status_code == 401
         text = httpx.get(metrics + "/metrics", headers=BEARER).text
         assert 'route="/callbacks/verihubs/{product}/{token}"' in text
-        assert "otp_redis_up 1.0" in text
+        assert httpx.get(metrics + "/metrics/shared").status_code == 401
+        shared = httpx.get(metrics + "/metrics/shared", headers=BEARER).text
+        assert "otp_redis_up 1.0" in shared and "otp_redis_up" not in text
+        assert httpx.get(public + "/metrics/shared", headers=BEARER).status_code == 404
 
 
 @contextmanager
@@ -128,7 +131,7 @@ def test_many_scrapes_read_redis_once_per_cache_period(redis_server, redis):
     with live_receiver(redis_server.url, METRICS_CACHE_SECONDS="30") as url:
         before = _counter_reads(redis)
         with ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda _: httpx.get(url + "/metrics"), range(64)))
+            answers = list(pool.map(lambda _: httpx.get(url + "/metrics/shared"), range(64)))
         assert {a.status_code for a in answers} == {200}
         assert all("otp_redis_up 1.0" in a.text for a in answers)
         assert _counter_reads(redis) - before == 1
@@ -139,15 +142,15 @@ BAD_TOKEN = 'otp_callbacks_rejected_total{reason="bad_token"} 1.0'
 
 def test_the_page_is_rendered_again_after_its_period(app_client, redis):
     client = app_client(METRICS_CACHE_SECONDS="30")
-    client.app.state.ctx.metrics.clock = clock = _Clock()
-    assert BAD_TOKEN not in client.get("/metrics").text
+    client.app.state.ctx.shared.clock = clock = _Clock()
+    assert BAD_TOKEN not in client.get("/metrics/shared").text
     refused = client.get(verihubs_url(token="x" * 32), params=verihubs_params("c", 1))
     assert refused.status_code == 404
     wait_until(lambda: redis.hget("otp:counters", "rejected|bad_token") is not None)
     clock.now += 29
-    assert BAD_TOKEN not in client.get("/metrics").text  # the page of 29 s ago
+    assert BAD_TOKEN not in client.get("/metrics/shared").text  # the page of 29 s ago
     clock.now += 1
-    assert BAD_TOKEN in client.get("/metrics").text
+    assert BAD_TOKEN in client.get("/metrics/shared").text
 
 
 class _Clock:
@@ -203,11 +206,11 @@ def test_a_scrape_flood_leaves_callbacks_fast_and_redis_alone(redis_server, redi
     with live_receiver(redis_server.url, AUTH_FAILURES_PER_MINUTE="0", **env) as url:
         baseline = callback_latency(url)
         reads = _counter_reads(redis)
-        unauthenticated, floor = against_the_floor(url, Attack("/metrics"))
+        unauthenticated, floor = against_the_floor(url, Attack("/metrics/shared"))
         assert _counter_reads(redis) == reads  # refused before anything is read
-        authorized = callback_latency(url, Attack("/metrics", BEARER))
+        authorized = callback_latency(url, Attack("/metrics/shared", BEARER))
         reads = _counter_reads(redis) - reads
-        authorized_again, floor_again = against_the_floor(url, Attack("/metrics", BEARER))
+        authorized_again, floor_again = against_the_floor(url, Attack("/metrics/shared", BEARER))
     print(f"\nno attack: {baseline}")
     print(f"16 clients on /healthz: {floor}\n16 unauthenticated scrapers: {unauthenticated}")
     print(f"16 authorized scrapers: {authorized}; Redis HGETALLs: {reads}")

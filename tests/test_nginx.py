@@ -184,4 +184,5 @@ def test_nginx_sets_the_client_address_and_keeps_metrics_inside(app, nginx):
     assert get(app, f"{OTP}?session_id=direct-1&status=1", headers=FORGED).startswith(
         b"HTTP/1.1 403"
     )
-    assert get(nginx, "/metrics").startswith(b"HTTP/1.1 404")
+    for path in ("/metrics", "/metrics/shared"):
+        assert get(nginx, path).startswith(b"HTTP/1.1 404")

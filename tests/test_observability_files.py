@@ -63,6 +63,31 @@ def test_committed_dashboard_is_the_generated_one():
     assert build.OUT.read_text() == build.render(), "run: python -m dashboards.build"
 
 
+def test_every_runbook_url_is_absolute_and_points_at_its_alerts_entry():
+    """Alertmanager, a pager or a chat message cannot resolve a path relative to a repository:
+    each rule's runbook_url is `<RUNBOOK_BASE_URL>#<alert>`, an entry the runbook has."""
+    rules = (RULES / "rules.yml").read_text()
+    alerts = re.findall(r"- alert: (\w+)", rules)
+    urls = re.findall(r"runbook_url: (\S+)", rules)
+    assert urls == [f"{build.RUNBOOK_BASE_URL}#{alert.lower()}" for alert in alerts]
+    for path in build.RULE_FILES:  # as `make dashboards` writes them
+        text = path.read_text()
+        assert build.with_runbook_base(text) == text, "run: make dashboards"
+        assert "runbook_url: docs/" not in text
+
+
+def test_the_runbook_base_is_a_build_setting():
+    rules = (RULES / "rules.yml").read_text()
+    base = "https://git.example.com/ops/otp/-/blob/main/docs/runbook.md"
+    built = build.with_runbook_base(rules, base)
+    assert built.count(f"runbook_url: {base}#otpfailureratehigh") == 1
+    assert built.count("runbook_url: ") == built.count(f"runbook_url: {base}#")
+    assert build.with_runbook_base(built) == rules  # and back again
+    for bad in ("docs/runbook.md", "ftp://x/runbook", "https://x/runbook.md#top"):
+        with pytest.raises(ValueError):
+            build.with_runbook_base(rules, bad)
+
+
 def test_metrics_output_passes_promtool(redis, settings, store):
     otp = verihubs_url("whatsapp-otp")
     with TestClient(create_app(settings, CollectorRegistry())) as client:
@@ -70,7 +95,7 @@ def test_metrics_output_passes_promtool(redis, settings, store):
             client.get(otp, params=verihubs_params(sid, code))
         client.get(otp, params={"status": 1})
         run_jobs(redis, settings)
-        text = client.get("/metrics").text
+        text = client.get("/metrics").text + client.get("/metrics/shared").text
     assert "otp_delivery_latency_seconds_bucket" in text
     result = run("check", "metrics", stdin=text)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr

@@ -136,7 +136,7 @@ def test_redis_down_gives_503_with_retry_after(redis_server):
         assert "unavailable" in response.json()["error"]
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
-        metrics = client.get("/metrics")
+        metrics = client.get("/metrics/shared")
         assert metrics.status_code == 200
         assert "otp_redis_up 0.0" in metrics.text
         assert "otp_callbacks_received_total" not in metrics.text
@@ -180,7 +180,7 @@ def test_metrics_export_counters_in_prometheus_format(client, redis, settings):
     client.get(OTP, params=verihubs_params("p-1", 0))
     client.get(OTP, params=verihubs_params("p-1", 6))
     run_jobs(redis, settings)
-    text = client.get("/metrics").text
+    text = client.get("/metrics/shared").text
     assert 'otp_messages_started_total{product="whatsapp-otp",provider="verihubs"} 1.0' in text
     assert (
         'otp_messages_billable_reversed_total{product="whatsapp-otp",provider="verihubs"} 1.0'

@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx2 as httpx
+import yaml
 from redis import Redis
 
 from core.embedded import free_port
@@ -20,6 +21,9 @@ from core.embedded import free_port
 WORKERS_KEY = "rq:workers"
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shipped example: the tests and the preview scrape as a deployment would.
+PROMETHEUS_CONFIG = ROOT / "dashboards" / "prometheus" / "prometheus.yml"
+SHARED_JOB = "otp-tracker-shared"
 
 
 class Stack:
@@ -30,6 +34,9 @@ class Stack:
         self.env = {**os.environ, "REDIS_URL": redis_url, **env}
         self.web: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        # More web processes beside the first (`start_another_web`), and every web port.
+        self.more_webs: list[subprocess.Popen[bytes]] = []
+        self.ports = [self.port]
 
     def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -48,6 +55,16 @@ class Stack:
         self.web = self._spawn("web", args)
         wait_until(lambda: _answers(self.url + "/healthz"), what="receiver start")
 
+    def start_another_web(self) -> str:
+        """One more web process on its own port, against the same Redis; its URL."""
+        port = free_port()
+        args = [sys.executable, "-m", "receiver.server", "--port", str(port)]
+        self.more_webs.append(self._spawn(f"web{len(self.ports)}", args))
+        self.ports.append(port)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url + "/healthz"), what="receiver start")
+        return url
+
     def start_worker(self, *python_args: str, **env: str) -> subprocess.Popen[bytes]:
         """`python -m workers.main` (or python with these arguments, e.g. a worker with a fault
         injected), with extra environment; returns once it has registered with RQ."""
@@ -60,10 +77,10 @@ class Stack:
         return worker
 
     def stop(self) -> None:
-        for process in [self.web, *self.workers]:
+        for process in [self.web, *self.more_webs, *self.workers]:
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in [self.web, *self.workers]:
+        for process in [self.web, *self.more_webs, *self.workers]:
             if process is not None:
                 try:
                     process.wait(timeout=10)
@@ -91,23 +108,23 @@ def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "co
 
 
 class PrometheusServer:
-    """A real Prometheus on loopback, scraping the stack every second, with our rules."""
+    """A real Prometheus on loopback with the shipped prometheus.yml and our rules, scraping
+    every second: /metrics of every web port, /metrics/shared of the first one only."""
 
-    def __init__(self, target_port: int, rules: Path, data_dir: Path) -> None:
+    def __init__(self, target_ports: int | Sequence[int], rules: Path, data_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         config = data_dir / "prometheus.yml"
         data_dir.mkdir(parents=True, exist_ok=True)
-        scrape = {
-            "job_name": "otp-tracker",
-            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
-        }
-        settings = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(rules)],
-            "scrape_configs": [scrape],
-        }
+        ports = [target_ports] if isinstance(target_ports, int) else list(target_ports)
+        settings = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+        settings["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        settings["rule_files"] = [str(rules)]
+        for job in settings["scrape_configs"]:
+            shared = job["job_name"] == SHARED_JOB
+            targets = [f"127.0.0.1:{p}" for p in (ports[:1] if shared else ports)]
+            job["static_configs"] = [{"targets": targets}]
         config.write_text(json.dumps(settings))  # JSON is YAML
         self.args = [
             "prometheus",

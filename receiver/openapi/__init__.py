@@ -16,7 +16,8 @@ from receiver.openapi.callbacks import meta, telnyx, twilio, verihubs
 
 
 def document(metrics: bool = True) -> Schema:
-    """The public listener's interface; `metrics` False: /metrics is on METRICS_PORT."""
+    """The public listener's interface; `metrics` False: /metrics (and /metrics/shared) are
+    on METRICS_PORT."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -35,7 +36,7 @@ def document(metrics: bool = True) -> Schema:
             {"name": ADMIN, "description": "Operators' read side; a bearer token."},
             {"name": OPS, "description": "Health, readiness, metrics, this document."},
         ],
-        "paths": {k: v for k, v in paths().items() if metrics or k != "/metrics"},
+        "paths": {k: v for k, v in paths().items() if metrics or not k.startswith("/metrics")},
         "components": {
             "schemas": components.schemas(),
             "securitySchemes": admin.security_schemes(),
@@ -52,6 +53,7 @@ def paths() -> Schema:
         "/messages/{provider}/{message_id}": {"get": admin.message()},
         "/billing": {"get": admin.billing()},
         "/metrics": {"get": ops.metrics()},
+        "/metrics/shared": {"get": ops.shared_metrics()},
         "/healthz": {"get": ops.healthz()},
         "/readyz": {"get": ops.readyz()},
         "/openapi.json": {"get": ops.openapi()},

@@ -18,12 +18,28 @@ from receiver.openapi.blocks import (
 
 
 def metrics() -> Schema:
+    return _metrics(
+        "metrics",
+        "This process's Prometheus metrics (`otp_http_*`, `otp_admin_rejected_total`): scrape"
+        " every web process.",
+    )
+
+
+def shared_metrics() -> Schema:
+    return _metrics(
+        "sharedMetrics",
+        "The Prometheus metrics Redis holds (callbacks, billing, latencies, queue, Redis), the"
+        " same on every web process: scrape one target only, or every figure is multiplied.",
+    )
+
+
+def _metrics(operation_id: str, summary: str) -> Schema:
     text = {"text/plain": {"schema": string("Prometheus text exposition format.")}}
     return operation(
-        "metrics",
+        operation_id,
         OPS,
-        "Prometheus metrics. With METRICS_TOKEN set, a bearer token is required; with"
-        " METRICS_PORT set, served only on that listener (not listed here then).",
+        summary + " With METRICS_TOKEN set, a bearer token is required; with METRICS_PORT"
+        " set, served only on that listener (not listed here then).",
         {
             "200": ok("The metrics.", text),
             "401": error("METRICS_TOKEN is set and the bearer token is missing or wrong."),

@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The service alone (what `make run` and the image need): no test, lint or preview tools.
+RUNTIME := $(VENV)/.installed-runtime
 
-.PHONY: install tools run test bench lint format dashboards preview clean
+.PHONY: install install-runtime tools run test bench lint format dashboards preview clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: install
+install-runtime: $(RUNTIME)
+
+run: install-runtime
 	$(BIN)/python -m core.devrun
 
 # promtool (Prometheus's tools, Debian's `prometheus` package) checks rules and metrics, and
@@ -30,6 +38,11 @@ tools:
 	@{ command -v nginx && command -v openssl; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx openssl; } || \
 		echo "note: nginx or openssl missing and not root: nginx tests will be skipped"
+	@# systemd-analyze verifies deploy/systemd/ (tests/test_deploy.py); docker-compose (v1,
+	@# Debian's) checks deploy/compose.yaml with `config`, which needs no Docker daemon.
+	@{ command -v systemd-analyze && command -v docker-compose; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd docker-compose; } || \
+		echo "note: systemd-analyze or docker-compose missing and not root: deploy tests will fail"
 
 test: install tools
 	$(BIN)/python -m pytest

@@ -99,10 +99,21 @@ def test_every_metric_name_used_exists(observed):
     assert {name for name in used - names if _fed_here(name)} == set()
 
 
-def test_preview_renders_from_real_data(observed):
+def test_preview_renders_every_panel_from_real_data(observed):
     prometheus, tmp, _ = observed
-    out = preview.render(prometheus.url, tmp / "preview.png", minutes=1, rate_interval="30s")
-    assert out.stat().st_size > 50_000
+    rendered = preview.render(prometheus.url, tmp / "preview.png", minutes=1, rate_interval="30s")
+    assert rendered.path.stat().st_size > 100_000
+    panels = {panel.title: panel for _, panel in build.panels()}
+    assert set(rendered.panels) == set(panels)  # every panel, billing per day included
+    for title, drawn in rendered.panels.items():
+        expr = " ".join(e for e, _ in panels[title].exprs)
+        assert drawn.series or not _fed_here(expr), f"{title}: no data"
+        # Axes say their unit in words; every series has a colour of its own.
+        assert drawn.unit_label == preview.UNIT_LABELS[panels[title].unit] != panels[title].unit
+        assert len(set(drawn.colours)) == len(drawn.series), title
+    # Per provider: the scorecard has a bar for each provider the simulator fed.
+    delivery = rendered.panels["Delivery rate (messages delivered / started)"].series
+    assert {name.split()[0] for name in delivery} >= {"verihubs", "telnyx"}
 
 
 def _rules(prometheus: PrometheusServer) -> list[dict]:

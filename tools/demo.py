@@ -21,7 +21,8 @@ TOKEN = "demo-token-0123456789abcdefghijklm"  # noqa: S105 - a throwaway token f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=180)
+    # Long enough for rates over a minute to settle and be read across the whole width.
+    parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--rate", type=float, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard-preview.png")
     args = parser.parse_args()
@@ -42,7 +43,8 @@ def main() -> None:
                 )
             )
             print("callbacks answered:", dict(sent))
-            print(preview.render(prometheus.url, args.out, minutes=args.seconds / 60 + 0.5))
+            rendered = preview.render(prometheus.url, args.out, minutes=args.seconds / 60 + 0.5)
+            print(rendered.path)
         finally:
             prometheus.stop()
             stack.stop()

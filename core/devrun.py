@@ -79,7 +79,8 @@ def main() -> int:
     for provider, secret in SIGNED.items():
         state = "" if env.get(secret) else f"  (closed until {secret} is set)"
         print(f"callback URL: {base}/callbacks/{provider}{state}")
-    print(f"metrics:      {base}/metrics")
+    print(f"metrics:      {base}/metrics  (this process's: scrape every web process)")
+    print(f"metrics:      {base}/metrics/shared  (what Redis holds: scrape one)")
     print(f"admin token:  {env['ADMIN_TOKEN']}  (Authorization: Bearer ...)", flush=True)
     manager = Manager()
     for name, command in procfile().items():

@@ -115,7 +115,7 @@ def render(prometheus: str, out: Path, minutes: float, rate_interval: str = "1m"
         f" {minutes:g} minutes to {stamp} (rendered from Prometheus by dashboards/preview.py)",
         fontsize=12,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.99))
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=72)
     plt.close(fig)

@@ -53,7 +53,7 @@ RUNBOOK_BASE_URL ?= https://otp-tracker.example/docs/runbook.md
 dashboards: install
 	$(BIN)/python -m dashboards.build --runbook-base "$(RUNBOOK_BASE_URL)"
 
-# Runs the stack, a real Prometheus and the callback simulator for 3 minutes, then renders
+# Runs the stack, a real Prometheus and the callback simulator for 10 minutes, then renders
 # docs/dashboard-preview.png from Prometheus's data.
 preview: install tools
 	$(BIN)/python -m tools.demo

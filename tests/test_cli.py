@@ -283,3 +283,61 @@ def test_simulate_refuses_what_it_cannot_sign_and_a_receiver_that_is_away(env, t
     assert_error(otp("simulate", env=wrong, cwd=tmp_path), 2, "TELNYX")
     away = f"http://127.0.0.1:{free_port()}"
     assert_error(otp("simulate", "--url", away, env=base, cwd=tmp_path), 1, "not reachable")
+
+
+# message, messages --------------------------------------------------------------------------
+
+
+def write_and_apply(redis, settings, events: list[Event]) -> None:
+    QueueWriter(redis, settings).write(events, Counter())
+    apply_queued(redis, settings)
+
+
+def test_message_shows_state_billable_and_history(redis, env, settings):
+    write_and_apply(
+        redis,
+        settings,
+        [
+            Event("verihubs", "whatsapp-otp", "h-1", 0, AT, AT, raw="0"),
+            Event("verihubs", "whatsapp-otp", "h-1", 6, AT + 1000, AT + 1000, raw="6"),
+            Event("verihubs", "whatsapp-otp", "h-1", 6, AT + 1000, AT + 2000, raw="6"),
+        ],
+    )
+    done = otp("message", "verihubs", "h-1", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "failed" in done.stdout and "billable    no" in done.stdout
+    assert "history: 3 callbacks" in done.stdout and "duplicate" in done.stdout
+    view = json.loads(otp("message", "verihubs", "h-1", "--json", env=env).stdout)
+    assert [h["outcome"] for h in view["history"]] == ["new", "new", "duplicate"]
+    assert view["state"] == "failed" and view["billable"] is False
+    assert_error(otp("message", "verihubs", "nope", env=env), 1, "no callback seen")
+    assert_error(otp("message", "sms", "h-1", env=env), 2, "PROVIDER")
+    assert_error(otp("message", "verihubs", "a b<", env=env), 2, "MESSAGE_ID")
+
+
+def test_messages_filters_by_state_and_time_and_pages(redis, env, settings):
+    now = int(__import__("time").time() * 1000)
+    events = [Event("verihubs", "whatsapp-otp", f"f-{i}", 6, now, now + i) for i in range(3)]
+    events.append(Event("verihubs", "whatsapp-otp", "ok-1", 2, now, now))
+    write_and_apply(redis, settings, events)
+    done = otp("messages", "--state", "failed", "--since", "1h", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)["messages"]
+    assert [m["message_id"] for m in found] == ["f-2", "f-1", "f-0"]  # newest first
+    first = otp("messages", "--state", "failed", "--limit", "2", env=env)
+    assert first.returncode == 0 and "f-2" in first.stdout and "f-0" not in first.stdout
+    (more,) = [line for line in first.stdout.splitlines() if line.startswith("more: --cursor ")]
+    cursor = more.split()[-1]
+    rest = otp("messages", "--state", "failed", "--limit", "2", "--cursor", cursor, env=env)
+    assert "f-0" in rest.stdout and "more:" not in rest.stdout
+    assert (
+        json.loads(otp("messages", "--since", "2h", "--until", "1h", "--json", env=env).stdout)[
+            "messages"
+        ]
+        == []
+    )
+    assert_error(otp("messages", "--state", "lost", env=env), 2, "unknown state")
+    assert_error(otp("messages", "--since", "yesterday", env=env), 2, "since")
+    assert_error(otp("messages", "--limit", "100000", env=env), 2, "--limit")
+    assert_error(otp("messages", "--cursor", "!!!", env=env), 2, "--cursor")
+    assert_error(otp("messages", "--since", "1h", "--until", "2h", env=env), 2, "before")

@@ -15,11 +15,13 @@ from rich.table import Table
 from rich.text import Text
 
 from core import products
-from core.clock import iso
+from core.clock import iso, now_ms
 from core.failed import JOB_ID, Failed, UnreadableBatch
-from core.read import Reader
+from core.read import STATES, Reader
+from core.settings import PROVIDERS
 from receiver import admin
 from receiver.errors import Rejected
+from receiver.providers import fields
 from tools.cli import config, simulating
 from tools.cli import doctor as doctor_checks
 from tools.cli.config import Config
@@ -77,6 +79,115 @@ def cfg_of(ctx: click.Context) -> Config:
 
 def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+# message, messages --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("provider")
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True, help="JSON, as GET /messages/{provider}/{id}.")
+@click.pass_context
+def message(ctx: click.Context, provider: str, message_id: str, as_json: bool) -> None:
+    """One message: state, billable flag, anomalies, and its history (every accepted
+    callback, oldest first, the last 32 kept)."""
+    if provider not in PROVIDERS:
+        raise click.BadParameter(f"one of {', '.join(PROVIDERS)}", param_hint="PROVIDER")
+    try:  # only an id a callback could have stored, as GET /messages/... checks it
+        message_id = fields.message_id(message_id, "MESSAGE_ID")
+    except Rejected as exc:
+        raise click.BadParameter(exc.message, param_hint="MESSAGE_ID") from None
+    cfg = cfg_of(ctx)
+    view = Reader(cfg.redis(), cfg.settings.keys).message(provider, message_id)
+    if view is None:
+        raise Failure(f"no callback seen for {provider} message {message_id}")
+    if as_json:
+        emit_json(asdict(view))
+        return
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("message", f"{view.provider} {view.message_id}")
+    facts.add_row("product", view.product)
+    facts.add_row("state", view.state)
+    facts.add_row("billable", "yes" if view.billable else "no")
+    facts.add_row("first seen", view.first_seen)
+    if view.anomalies:
+        facts.add_row("anomalies", ", ".join(f"{k} {v}" for k, v in view.anomalies.items()))
+    out.print(facts)
+    title = f"history: {len(view.history)} callbacks"
+    if view.history_dropped:
+        title += f" ({view.history_dropped} older ones not kept)"
+    table = Table(title=title)
+    for name in ("received", "provider time", "as sent", "status", "outcome", "code"):
+        table.add_column(name, justify="right" if name == "code" else "left")
+    for h in view.history:
+        table.add_row(h.received, h.at, h.provider_status, h.status or "unknown", h.outcome,
+                      str(h.code))  # fmt: skip
+    out.print(table)
+
+
+@cli.command()
+@click.option("--state", metavar="LIST", help=f"Current state(s), comma list: {', '.join(STATES)}.")
+@click.option("--provider", metavar="LIST", help=f"Comma list of {', '.join(PROVIDERS)}.")
+@click.option("--product", metavar="LIST", help="Comma list of products (e.g. whatsapp-otp).")
+@click.option("--since", metavar="WHEN", help="First received since: 1h, 15m, 7d or ISO 8601.")
+@click.option("--until", metavar="WHEN", help="First received before: as --since.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, admin.MAX_PAGE),
+    default=admin.DEFAULT_PAGE,
+    show_default=True,
+    help="Messages per page.",
+)
+@click.option("--cursor", help="The next page: the cursor the previous one printed.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, as GET /messages.")
+@click.pass_context
+def messages(
+    ctx: click.Context,
+    state: str | None,
+    provider: str | None,
+    product: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Tracked messages, newest first (by first receipt), from the search index: the
+    filters of GET /messages."""
+    now = now_ms()
+    try:
+        filters = {
+            "states": admin._names(state, "state", STATES),
+            "providers": admin._names(provider, "provider", PROVIDERS),
+            "products": admin._names(product, "product", admin.PRODUCT_NAMES),
+            "since_ms": admin._moment(since, "since", now),
+            "until_ms": admin._moment(until, "until", now),
+        }
+    except Rejected as exc:
+        raise click.BadParameter(exc.message) from None
+    low, high = filters["since_ms"], filters["until_ms"]
+    if low is not None and high is not None and low >= high:
+        raise click.BadParameter("--since must be before --until")
+    if cursor is not None and (not cursor or len(cursor) > admin.MAX_CURSOR):
+        raise click.BadParameter("not a cursor this command printed", param_hint="--cursor")
+    cfg = cfg_of(ctx)
+    try:
+        page = Reader(cfg.redis(), cfg.settings.keys).search(**filters, limit=limit, cursor=cursor)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cursor") from None
+    if as_json:
+        emit_json({"messages": [asdict(m) for m in page.messages], "next_cursor": page.next_cursor})
+        return
+    table = Table(title=f"{len(page.messages)} messages")
+    for name in ("first received", "provider", "product", "message id", "state", "billable"):
+        table.add_column(name, no_wrap=name == "message id")
+    for m in page.messages:
+        table.add_row(m.first_received, m.provider, m.product, m.message_id, m.state,
+                      "yes" if m.billable else "no")  # fmt: skip
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}")
 
 
 # billing -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.openapi import views
+from receiver.openapi import events, views
 from receiver.openapi.blocks import Schema, obj, string
 from receiver.openapi.callbacks import meta, telnyx
 
@@ -16,6 +16,7 @@ def schemas() -> Schema:
         "MetaStatus": meta.status(),
         "Message": views.message(),
         "Billing": views.billing(),
+        "Event": events.event(),
     }
 
 

@@ -51,3 +51,11 @@ def test_a_pickle_that_names_code_is_refused_without_running_it(redis, settings,
     assert not evil.exists()
     assert Job.fetch(job.id, connection=redis, serializer=queue(redis, settings).serializer)
     assert job.id in queue(redis, settings).failed_job_registry.get_job_ids()
+
+
+def test_a_job_of_seven_fields_written_before_raw_existed_still_applies(redis, settings, reader):
+    queue(redis, settings).enqueue(APPLY_BATCH, [list(EVENT.to_wire())[:7]], result_ttl=0)
+    run_jobs(redis, settings)
+    view = reader.message("verihubs", "s-1")
+    assert view.state == "delivered"
+    assert [(h.provider_status, h.status) for h in view.history] == [("2", "delivered")]

@@ -132,6 +132,7 @@ def test_meta_documented_statuses(name, expected, billable):
     (event,) = meta.parse(meta_notification([meta_example(name, T0)]), NOW_MS)
     assert (event.message_id, event.at_ms) == (WAMID, T0 * 1000)
     assert (status_of(event), event.billable) == (expected, billable)
+    assert event.raw == name  # the history shows what Meta sent
 
 
 @pytest.mark.parametrize(

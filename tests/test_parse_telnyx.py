@@ -245,3 +245,22 @@ def test_telnyx_malformed_events_are_400(mutate, reason):
     mutate(sample)
     refused = rejection(telnyx.parse, sample, NOW_MS)
     assert (refused.reason, refused.status_code) == (reason, 400)
+
+
+@pytest.mark.parametrize(
+    ("sample", "as_sent"),
+    [
+        (telnyx_event("verify.sent"), "verify.sent:sent"),
+        (
+            telnyx_event("verify.failed", delivery_status="delivery_failed"),
+            "verify.failed:delivery_failed",
+        ),
+        (telnyx_event("verify.failed", delivery_status=["delivery_failed"]), "verify.failed"),
+        (telnyx_event("verify.delivered", delivery_status="<b>x</b>"), "verify.delivered"),
+        (telnyx_completion("invalid"), "verification.complete:invalid"),
+        (telnyx_event("verify.brand_new"), "verify.brand_new:delivered"),
+    ],
+)
+def test_telnyx_events_keep_their_status_as_sent_for_the_history(sample, as_sent):
+    """What decided the code, as Telnyx named it; a value that is no plain name is left out."""
+    assert telnyx.parse(sample, NOW_MS).raw == as_sent

@@ -84,6 +84,7 @@ def test_twilio_statuses(name, expected):
     event = twilio.parse(twilio_form(name), NOW_MS)
     assert (event.provider, event.message_id, event.at_ms) == ("twilio", SID, NOW_MS)
     assert status_of(event) is expected
+    assert event.raw == name  # the history shows what Twilio sent
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,17 @@ def test_forward_settings():
 def test_bad_forward_settings_stop_start_up(env, message):
     with pytest.raises(ValueError, match=message):
         _forward(**env)
+
+
+def test_the_readme_shows_the_bytes_that_are_sent():
+    """The README's example is the OpenAPI document's, which core.webhooks builds."""
+    import orjson
+
+    from receiver.openapi import events
+    from tests.support import ROOT
+
+    example = events.examples()["delivered"]["value"]
+    assert (
+        orjson.dumps(example, option=orjson.OPT_SORT_KEYS).decode()
+        in (ROOT / "README.md").read_text()
+    )

@@ -21,5 +21,5 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/billing.csv", pages.billing_csv),
         Route(f"{PREFIX}/queue", pages.queue_page),
         Route(f"{PREFIX}/queue/replay", pages.replay, methods=["POST"]),
-        Route(f"{PREFIX}/static/console.css", pages.stylesheet),
+        Route(f"{PREFIX}/static/{{name}}", pages.static),
     ]

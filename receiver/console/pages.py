@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -149,15 +148,15 @@ async def home(request: Request) -> Response:
 
 
 async def login_form(request: Request) -> Response:
-    return _login_page(request, None, 200)
+    return _login_page(request, None, 200, request.query_params.get("next"))
 
 
-def _login_page(request: Request, error: str | None, status: int) -> Response:
+def _login_page(request: Request, error: str | None, status: int, after: str | None) -> Response:
     closed = ctx_of(request).credentials.admin_tokens is None
     token = sessions.new_login_token()
     response = page(
         request, "login.html", 403 if closed else status, session=None, closed=closed,
-        error=error, csrf=token, next=_safe_next(request.query_params.get("next")),
+        error=error, csrf=token, next=_safe_next(after),
     )  # fmt: skip
     _cookie(response, request, sessions.LOGIN_COOKIE, token, 3600)
     return response
@@ -165,6 +164,7 @@ def _login_page(request: Request, error: str | None, status: int) -> Response:
 
 async def login(request: Request) -> Response:
     ctx = ctx_of(request)
+    form: dict[str, str] = {}
     try:
         form = await _form(request)
         expected = request.cookies.get(sessions.LOGIN_COOKIE, "")
@@ -176,7 +176,7 @@ async def login(request: Request) -> Response:
         log.info("console login refused", reason=exc.reason)
         # The guard speaks of bearer headers; a person typed the token into a form.
         message = "That is not an admin token." if exc.status_code == 401 else exc.message
-        return _login_page(request, message, exc.status_code)
+        return _login_page(request, message, exc.status_code, form.get("next"))
     _, value = sessions.open_session(token)
     response = secured(RedirectResponse(_safe_next(form.get("next")), 303))
     _cookie(response, request, sessions.COOKIE, value, sessions.MAX_AGE_SECONDS)
@@ -268,8 +268,13 @@ def replay(request: Request, current: Session, form: dict[str, str]) -> Response
     return secured(RedirectResponse(f"/console/queue?replayed={count}", 303))
 
 
-async def stylesheet(request: Request) -> Response:
-    return secured(FileResponse(STATIC / "console.css", media_type="text/css"))
+async def static(request: Request) -> Response:
+    """The console's own files, by an allowlist of names: no path from the request reaches
+    the file system."""
+    name = request.path_params["name"]
+    if name not in STATIC_FILES:
+        return secured(Response("not found", 404, media_type="text/plain"))
+    return secured(FileResponse(HERE / "static" / name, media_type=STATIC_FILES[name]))
 
 
-STATIC: Path = HERE / "static"
+STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}

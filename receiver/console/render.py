@@ -23,7 +23,8 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, browsers send `Origin: null` on the forms' own POSTs.
+    "Referrer-Policy": "same-origin",
     # Pages show messages and billing: no copy left in a shared cache or the browser's.
     "Cache-Control": "no-store",
 }

@@ -19,7 +19,11 @@ class Event(NamedTuple):
     # The provider's own billing flag for the message, where it sends one (Meta's
     # pricing.billable): 1 billable, 0 not, -1 none. Defaulted: older 6-field payloads decode.
     billable: int = -1
+    # The provider's status as sent (validated by its adapter to [A-Za-z0-9._:-]), shown in
+    # the message's history; empty where the code says it all (Verihubs). Defaulted: older
+    # 7-field payloads decode.
+    raw: str = ""
 
-    def to_wire(self) -> tuple[str, str, str, int, int, int, int]:
+    def to_wire(self) -> tuple[str, str, str, int, int, int, int, str]:
         """A plain tuple: the job payload must not depend on this class's import path."""
         return tuple(self)  # type: ignore[return-value]

@@ -55,6 +55,17 @@ class Keys:
         takes them off when it starts the job, so the backlog is bounded in events."""
         return f"{self.prefix}:queued:{queue_name}"
 
+    def index_prefix(self, provider: str) -> str:
+        """The script appends `<product>:<state>` (`index`)."""
+        return f"{self.prefix}:ix:{provider}:"
+
+    def index(self, provider: str, product: str, state: str) -> str:
+        """The search index: a sorted set per provider, product and current state, of message
+        ids scored by the ms their first callback was received. The apply script moves a
+        message between them in the step that changes its state, so a state filter never
+        scans messages."""
+        return f"{self.index_prefix(provider)}{product}:{state}"
+
     def applied(self, batch_id: str) -> str:
         """Bitmap of the events of one batch already applied: a replayed batch counts
         nothing."""
@@ -85,11 +96,23 @@ class MessageField(StrEnum):
     # Distinct unknown codes stored (at most MAX_UNKNOWN_CODES), and those only counted.
     UNKNOWN_STORED = "k"
     UNKNOWN_DROPPED = "z"
+    # Every accepted callback, in arrival order (HISTORY_SEP between entries, see
+    # HISTORY_OUTCOMES), the last MAX_HISTORY of them; older ones are dropped and counted.
+    HISTORY = "h"
+    HISTORY_DROPPED = "y"
 
 
 # A message keeps the first-seen time of this many distinct unknown codes; any further code
 # is only counted, so a sender cycling through codes cannot grow a message without bound.
 MAX_UNKNOWN_CODES = 16
+
+
+# One history entry: `<outcome letter><code>,<received ms, base 36>,<received - provider ms>`
+# then `,<status as sent>` where it says more than the code, and `,<product>` for a mismatch
+# (the code is in that product's numbering). About 16 bytes a callback.
+MAX_HISTORY = 32
+HISTORY_SEP, HISTORY_PART_SEP = ";", ","
+HISTORY_OUTCOMES = {"new": "n", "late": "l", "duplicate": "d", "unknown": "u", "mismatch": "x"}
 
 
 def status_field(bit: int) -> str:

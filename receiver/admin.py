@@ -13,13 +13,19 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.read import BillingRow
+from core import products
+from core.clock import now_ms
+from core.read import STATES, BillingRow
 from core.settings import PROVIDERS, zone
+from core.timeparse import moment
 from receiver.context import Context
 from receiver.errors import Rejected
 from receiver.providers import fields
 
 MAX_BILLING_DAYS = 366
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+MAX_CURSOR = 400
+PRODUCT_NAMES = tuple(dict.fromkeys(p.name for p in products.PRODUCTS.values()))
 DEFAULT_BILLING_DAYS = 31
 FORMATS = ("json", "csv")
 
@@ -37,6 +43,64 @@ def message(request: Request) -> JSONResponse:
     if view is None:
         raise Rejected("message_not_found", "no callback seen for this message", 404)
     return JSONResponse(asdict(view))
+
+
+def messages(request: Request) -> JSONResponse:
+    """The messages still tracked, newest first, filtered from the search index."""
+    ctx: Context = request.app.state.ctx
+    ctx.guard.check_admin(request, ctx.credentials.admin_tokens)
+    params, now = request.query_params, now_ms()
+    since = _moment(params.get("since"), "since", now)
+    until = _moment(params.get("until"), "until", now)
+    if since is not None and until is not None and since >= until:
+        raise Rejected("invalid_range", "since must be before until")
+    cursor = params.get("cursor")
+    if cursor is not None and (not cursor or len(cursor) > MAX_CURSOR):
+        raise Rejected("invalid_cursor", "cursor is not one this API returned")
+    try:
+        page = ctx.reader.search(
+            providers=_names(params.get("provider"), "provider", PROVIDERS),
+            products=_names(params.get("product"), "product", PRODUCT_NAMES),
+            states=_names(params.get("state"), "state", STATES),
+            since_ms=since,
+            until_ms=until,
+            limit=_limit(params.get("limit")),
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise Rejected("invalid_cursor", str(exc)) from exc
+    return JSONResponse(
+        {"messages": [asdict(m) for m in page.messages], "next_cursor": page.next_cursor}
+    )
+
+
+def _names(value: str | None, name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated filter; absent or empty: no filter."""
+    if not value:
+        return ()
+    names = tuple(v.strip() for v in value.split(","))
+    wrong = [n for n in names if n not in known]
+    if wrong:
+        shown = ", ".join(repr(w[:40]) for w in wrong[:3])
+        raise Rejected(f"invalid_{name}", f"unknown {name} {shown} (one of {', '.join(known)})")
+    return names
+
+
+def _moment(value: str | None, name: str, now: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return moment(value, now)
+    except ValueError as exc:
+        raise Rejected("invalid_time", f"{name}: {exc}") from exc
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE:
+        raise Rejected("invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(value)
 
 
 def billing(request: Request) -> Response:

@@ -51,6 +51,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/callbacks/meta", callbacks.meta_subscribe, methods=["GET"]),
         Route("/callbacks/meta", callbacks.meta_callback, methods=["POST"]),
         Route("/callbacks/twilio", callbacks.twilio_callback, methods=["POST"]),
+        Route("/messages", admin.messages),
         Route("/messages/{provider}/{message_id:path}", admin.message),
         Route("/openapi.json", ops.openapi_document),
         Route("/billing", admin.billing),

@@ -22,6 +22,7 @@ from tests.reference import (
     stored,
 )
 from tests.support import run_jobs
+from workers.store import Store
 
 SLOW = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -121,6 +122,33 @@ def test_callbacks_of_another_product_change_nothing_in_any_order(
     _, got_billing, got_states = stored(redis, reader)
     _, want_billing, want_states = reference(firsts + events)
     assert (got_billing, got_states) == (want_billing, want_states)
+
+
+@SLOW
+@given(callbacks, st.randoms(use_true_random=False))
+def test_the_index_holds_each_message_once_under_its_state_for_any_order(
+    redis, settings, reader, events, rnd
+):
+    """Shuffled and repeated callbacks leave each message in exactly the set of its
+    current state, scored by its earliest receipt."""
+    redis.flushall()
+    # The reference events are days old: a state that lives long keeps them indexed.
+    store = Store(redis, 400 * 86_400, 60, 400 * 86_400, settings.queue_name)
+    copies = events + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(copies)
+    for i, e in enumerate(copies):
+        store.apply(f"b{i}", [e])
+    _, _, want = reference(events)
+    got: dict[str, list[tuple[str, int]]] = {}
+    for key in redis.scan_iter("otp:ix:*"):
+        state = key.decode().rsplit(":", 1)[1]
+        for member, score in redis.zrange(key, 0, -1, withscores=True):
+            got.setdefault(member.decode(), []).append((state, int(score)))
+    first = {}
+    for e in events:
+        first[e.message_id] = min(first.get(e.message_id, e.received_ms), e.received_ms)
+    assert got == {m: [(s, first[m])] for m, s in want.items()}
+    assert set(want) <= set(PRODUCTS)
 
 
 def _family(values: Counter[str], key: str) -> int:

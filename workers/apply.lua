@@ -5,12 +5,14 @@
 --
 -- KEYS: message hash, counters hash, billing hash (its per-day quarter-hour hashes are
 --       KEYS[3] .. ':' .. day), applied-events bitmap of the batch, billing record,
---       the queue's count of queued events
+--       the queue's count of queued events, the provider's search-index prefix (its sets
+--       are KEYS[7] .. product .. ':' .. state)
 -- ARGV: provider, product, status bit (-1: code unknown to the product), raw code,
 --       at_ms (first-seen time to record), received_ms, now_ms, index in batch,
 --       message ttl ms, applied-bitmap ttl ms, events in the batch,
 --       the provider's billing flag (-1: none sent, 0: not billable, 1: billable),
---       billing horizon ms
+--       billing horizon ms, the provider's status as sent ('' : the code says it all),
+--       message id
 --
 -- The billing record (core.keys.BillingRecord) keeps product, statuses, flags, first time,
 -- observed latency stages and billing scheme for the billing horizon, longer than the
@@ -35,6 +37,8 @@ local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE_
 local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
 local MAX_UNKNOWN = __MAX_UNKNOWN__
+local HISTORY_LETTER, MAX_HISTORY = __HISTORY_OUTCOMES__, __MAX_HISTORY__
+local HISTORY_SEP, HISTORY_PART_SEP = __HISTORY_SEP__, __HISTORY_PART_SEP__
 
 local msg, counters, billing, applied, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local provider, code, at = ARGV[1], ARGV[4], tonumber(ARGV[5])
@@ -137,6 +141,39 @@ local function observe_latencies(m, observed)
   return observed
 end
 
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function base36(n)
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(DIGITS, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  until n == 0
+  return s
+end
+
+-- This callback, appended to the message's history (core.keys.HISTORY_OUTCOMES); past
+-- MAX_HISTORY entries the oldest is dropped and counted.
+local function remember(outcome, other_product)
+  local received = tonumber(ARGV[6])
+  local entry = HISTORY_LETTER[outcome] .. code .. HISTORY_PART_SEP .. base36(received)
+    .. HISTORY_PART_SEP .. (received - at)
+  if ARGV[14] ~= '' or other_product then entry = entry .. HISTORY_PART_SEP .. ARGV[14] end
+  if other_product then entry = entry .. HISTORY_PART_SEP .. other_product end
+  local history = redis.call('HGET', msg, F.history)
+  if history then
+    history = history .. HISTORY_SEP .. entry
+    local _, seps = string.gsub(history, HISTORY_SEP, '')
+    if seps >= MAX_HISTORY then
+      history = string.sub(history, string.find(history, HISTORY_SEP, 1, true) + 1)
+      redis.call('HINCRBY', msg, F.history_dropped, 1)
+    end
+  else
+    history = entry
+  end
+  redis.call('HSET', msg, F.history, history)
+end
+
 -- First-seen times keep the earliest of all copies, whatever their order.
 local function earliest(field)
   local known = tonumber(redis.call('HGET', msg, field))
@@ -161,7 +198,10 @@ if stored and stored ~= ARGV[2] then
   local theirs = provider .. '|' .. ARGV[2]
   incr(K.received .. '|' .. theirs .. '|' .. O.mismatch)
   incr(K.mismatch .. '|' .. theirs)
-  if not fresh then redis.call('HINCRBY', msg, F.mismatches, 1) end
+  if not fresh then
+    redis.call('HINCRBY', msg, F.mismatches, 1)
+    remember(O.mismatch, ARGV[2])
+  end
   return O.mismatch
 end
 
@@ -211,6 +251,8 @@ else
   incr(K.seen .. '|' .. lp .. '|' .. NAMES[sbit + 1])
 end
 
+remember(outcome)
+
 local after = top(m)
 if after ~= before then
   incr(K.transitions .. '|' .. lp .. '|' .. name(before) .. '|' .. name(after))
@@ -257,6 +299,22 @@ if m ~= old or now_first ~= first or fresh then
 end
 if flags ~= old_flags or (fresh and flags ~= 0) then
   redis.call('HSET', msg, F.flags, flags)
+end
+-- The search index follows the state in this same step, scored by the first receipt of the
+-- message (the earliest of its callbacks', whatever their order: ZADD LT). Sets are trimmed
+-- of messages first received longer ago than the state lives: bounded without a sweeper.
+local before_name, after_name = name(before), name(after)
+local prefix, since = KEYS[7] .. product .. ':', tonumber(ARGV[6])
+if stored and after_name ~= before_name then
+  local was = redis.call('ZSCORE', prefix .. before_name, ARGV[15])
+  if was then
+    since = math.min(since, tonumber(was))
+    redis.call('ZREM', prefix .. before_name, ARGV[15])
+  end
+end
+if redis.call('ZADD', prefix .. after_name, 'LT', 'CH', since, ARGV[15]) == 1 then
+  redis.call('ZREMRANGEBYSCORE', prefix .. after_name, '-inf',
+    '(' .. (tonumber(ARGV[7]) - tonumber(ARGV[9])))
 end
 redis.call('PEXPIRE', msg, ARGV[9])
 redis.call('SET', record,

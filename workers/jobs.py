@@ -48,7 +48,7 @@ def stopping() -> bool:
     return _stopping.is_set()
 
 
-def apply_batch(events: list[tuple[str, str, str, int, int, int, int]]) -> dict[str, int]:
+def apply_batch(events: list[tuple[str, str, str, int, int, int, int, str]]) -> dict[str, int]:
     if _binding is None:
         raise RuntimeError("workers.jobs.bind() was not called: start the worker via its factory")
     job = get_current_job()

@@ -68,6 +68,10 @@ def constants() -> dict[str, str]:
         "__QUARTER_SCHEME__": _lua_value(keys.QUARTER_SCHEME),
         "__RECORD_SEP__": _lua_value(keys.RECORD_SEP),
         "__MAX_UNKNOWN__": str(keys.MAX_UNKNOWN_CODES),
+        "__HISTORY_OUTCOMES__": _lua_table(keys.HISTORY_OUTCOMES),
+        "__MAX_HISTORY__": str(keys.MAX_HISTORY),
+        "__HISTORY_SEP__": _lua_value(keys.HISTORY_SEP),
+        "__HISTORY_PART_SEP__": _lua_value(keys.HISTORY_PART_SEP),
         "__FLAG_BILLABLE__": str(int(model.BillingFlag.BILLABLE)),
         "__FLAG_NOT_BILLABLE__": str(int(model.BillingFlag.NOT_BILLABLE)),
     }

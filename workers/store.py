@@ -99,13 +99,14 @@ class Store:
             e = events[index]
             pipe.evalsha(
                 self._sha,
-                6,
+                7,
                 self.keys.message(e.provider, e.message_id),
                 self.keys.counters,
                 self.keys.billing,
                 applied,
                 self.keys.billing_record(e.provider, e.message_id),
                 self.queued_events,
+                self.keys.index_prefix(e.provider),
                 e.provider,
                 e.product,
                 products.status_bit(e.provider, e.product, e.code),
@@ -119,7 +120,16 @@ class Store:
                 len(events),
                 e.billable,
                 self.billing_horizon_ms,
+                _as_sent(e),
+                e.message_id,
             )
+
+
+def _as_sent(e: Event) -> str:
+    """The provider's status for the history, left out where it is the canonical name of
+    the code (Meta's `delivered`): the reader restores it from the code."""
+    status = products.CANONICAL_CODES.get(e.code)
+    return "" if status is not None and e.raw == status.value else e.raw
 
 
 def _outcome(result: bytes) -> model.Outcome | None:

@@ -49,6 +49,7 @@ def paths() -> Schema:
         "/callbacks/telnyx": {"post": telnyx.callback()},
         "/callbacks/meta": {"get": meta.subscribe(), "post": meta.callback()},
         "/callbacks/twilio": {"post": twilio.callback()},
+        "/messages": {"get": admin.messages()},
         "/messages/{provider}/{message_id}": {"get": admin.message()},
         "/billing": {"get": admin.billing()},
         "/metrics": {"get": ops.metrics()},

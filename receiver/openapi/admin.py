@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from core.read import STATES
 from core.settings import PROVIDERS
-from receiver.admin import DEFAULT_BILLING_DAYS, FORMATS, MAX_BILLING_DAYS
+from receiver.admin import (
+    DEFAULT_BILLING_DAYS,
+    DEFAULT_PAGE,
+    FORMATS,
+    MAX_BILLING_DAYS,
+    MAX_CURSOR,
+    MAX_PAGE,
+    PRODUCT_NAMES,
+)
 from receiver.openapi.blocks import (
     ADMIN,
     Schema,
@@ -69,6 +78,50 @@ def message() -> Schema:
         ],
         security=ADMIN_SECURITY,
     )
+
+
+def messages() -> Schema:
+    return operation(
+        "searchMessages",
+        ADMIN,
+        "The messages still tracked, newest first (by their first callback's receipt), from"
+        " the search index: filtered by provider, product, current state and time.",
+        admin_responses(
+            ok("A page of messages.", json_content(ref("#/components/schemas/MessagePage"))),
+            **{
+                "400": error(
+                    "An unknown provider, product or state; a time that is neither a duration"
+                    " nor an ISO 8601 time with offset; since not before until; a limit out"
+                    f" of 1..{MAX_PAGE}; a cursor this API did not return."
+                )
+            },
+        ),
+        parameters=[
+            parameter("query", "provider", _names(PROVIDERS), "Provider(s), comma-separated."),
+            parameter("query", "product", _names(PRODUCT_NAMES), "Product(s), comma-separated."),
+            parameter("query", "state", _names(STATES), "Current state(s), comma-separated."),
+            parameter("query", "since", string(maxLength=64), SINCE),
+            parameter("query", "until", string(maxLength=64), "Received before (as since)."),
+            parameter(
+                "query",
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                "Messages per page.",
+            ),
+            parameter("query", "cursor", string(maxLength=MAX_CURSOR), "next_cursor of a page."),
+        ],
+        security=ADMIN_SECURITY,
+    )
+
+
+def _names(known: tuple[str, ...]) -> Schema:
+    return string(pattern=f"^({'|'.join(known)})(,({'|'.join(known)}))*$")
+
+
+SINCE = (
+    "First callback received at or after: a duration before now (90s, 15m, 1h, 7d, 2w) or an"
+    " ISO 8601 time with offset."
+)
 
 
 def billing() -> Schema:

@@ -15,6 +15,7 @@ def schemas() -> Schema:
         "MetaNotification": meta.notification(),
         "MetaStatus": meta.status(),
         "Message": views.message(),
+        "MessagePage": views.message_page(),
         "Billing": views.billing(),
     }
 

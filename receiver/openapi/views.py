@@ -6,7 +6,8 @@ set, types), so a field added or changed there fails until it is described here.
 
 from __future__ import annotations
 
-from core import model
+from core import keys, model
+from core.read import STATES
 from receiver.openapi.blocks import Schema, array, date, date_time, obj, string
 
 
@@ -34,8 +35,47 @@ def message() -> Schema:
         "statuses": array(seen),
         "unknown": array(unknown),
         "anomalies": anomalies,
+        "history": array(history_entry()),
+        "history_dropped": {
+            "type": "integer",
+            "minimum": 0,
+            "description": f"Callbacks before the last {keys.MAX_HISTORY}: counted, not kept.",
+        },
     }
     return obj(properties, tuple(properties))
+
+
+def history_entry() -> Schema:
+    properties = {
+        "outcome": string(enum=[o.value for o in model.Outcome]),
+        "code": {"type": "integer", "description": "In the product's numbering."},
+        "provider_status": string("The provider's status as sent."),
+        "status": {
+            **string(enum=[s.value for s in model.Status]),
+            "nullable": True,
+            "description": "Canonical; null for a code the product does not know.",
+        },
+        "product": string("The product the callback named (another one: a mismatch)."),
+        "at": date_time(),
+        "received": date_time(),
+    }
+    return obj(properties, tuple(properties))
+
+
+def message_page() -> Schema:
+    summary = {
+        "provider": string(),
+        "message_id": string(),
+        "product": string(),
+        "state": string(enum=list(STATES)),
+        "billable": {"type": "boolean"},
+        "first_received": date_time(),
+    }
+    cursor = {**string("Pass as cursor for the next page."), "nullable": True}
+    return obj(
+        {"messages": array(obj(summary, tuple(summary))), "next_cursor": cursor},
+        ("messages", "next_cursor"),
+    )
 
 
 def billing() -> Schema:

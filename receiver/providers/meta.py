@@ -91,7 +91,7 @@ def _event(status: Mapping[str, Any], received_ms: int) -> Event:
     name = fields.status_name(status.get("status"), "statuses.status")
     code = STATUS_CODES.get(name, products.UNKNOWN_CODE)
     at = fields.unix_ms(status.get("timestamp"), received_ms)
-    return Event(PROVIDER, PRODUCT, wamid, code, at, received_ms, _billable(status))
+    return Event(PROVIDER, PRODUCT, wamid, code, at, received_ms, _billable(status), name)
 
 
 def _billable(status: Mapping[str, Any]) -> int:

@@ -89,7 +89,15 @@ def parse(data: Mapping[str, Any], received_ms: int) -> Event:
     event_type = fields.status_name(fields.get(data, "data.event_type"), "data.event_type")
     verification = fields.message_id(fields.get(data, "data.payload.id"), "data.payload.id")
     at = fields.iso_ms(fields.get(data, "data.occurred_at"), received_ms)
-    return Event(PROVIDER, channel(data), verification, code(event_type, data), at, received_ms)
+    return Event(
+        PROVIDER,
+        channel(data),
+        verification,
+        code(event_type, data),
+        at,
+        received_ms,
+        raw=raw(event_type, data),
+    )
 
 
 def channel(data: Mapping[str, Any]) -> str:
@@ -111,6 +119,18 @@ def code(event_type: str, data: Mapping[str, Any]) -> int:
     if event_type == "verify.failed":
         return FAILURE_CODES.get(delivery, EVENT_CODES[event_type])
     return EVENT_CODES.get(event_type, products.UNKNOWN_CODE)
+
+
+def raw(event_type: str, data: Mapping[str, Any]) -> str:
+    """The event as Telnyx named it, with the outcome or delivery status that decided its
+    code (`verify.failed:delivery_failed`); a value that is no plain name is left out."""
+    if event_type in COMPLETED:
+        detail = _text(fields.get(data, "data.payload.status"))
+    else:
+        detail = _text(fields.get(data, "data.payload.delivery_status"))
+    if detail and fields.NAME_RE.fullmatch(detail):
+        return f"{event_type}:{detail}"
+    return event_type
 
 
 def _text(value: object) -> str:

@@ -67,7 +67,7 @@ def parse(form: Mapping[str, str], received_ms: int) -> Event:
     sid = fields.message_id(form.get("MessageSid"), "MessageSid")
     name = fields.status_name(form.get("MessageStatus"), "MessageStatus")
     code = STATUS_CODES.get(name, products.UNKNOWN_CODE)
-    return Event(PROVIDER, channel(form), sid, code, received_ms, received_ms)
+    return Event(PROVIDER, channel(form), sid, code, received_ms, received_ms, raw=name)
 
 
 def channel(form: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from core import counters, logs, storage
 from core.redis import connect
 from core.settings import Settings, trusts_anyone
-from receiver import admin, callbacks, console, ops
+from receiver import admin, callbacks, console, ops, stats
 from receiver.auth import Throttled
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
@@ -55,6 +55,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/messages/{provider}/{message_id:path}", admin.message),
         Route("/openapi.json", ops.openapi_document),
         Route("/billing", admin.billing),
+        Route("/stats", stats.stats),
         *metrics,
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),

@@ -279,3 +279,94 @@ def test_redis_away_is_a_503_page(console, redis_server):
         assert answer.status_code == 503 and "Redis is unreachable" in answer.text
     finally:
         redis_server.start()
+
+
+# Messages: search, find, one message's timeline; provider strings inert.
+
+MARKUP_ID = '<img src=x onerror="alert(1)">'
+MARKUP_STATUS = "<script>alert('status')</script>"
+
+
+def seed(store, message_id, *codes, provider="verihubs", product="whatsapp-otp", raw=""):
+    from core.clock import now_ms
+    from core.events import Event
+
+    now = now_ms()
+    events = [
+        Event(provider, product, message_id, code, now + i, now + i, -1, raw)
+        for i, code in enumerate(codes)
+    ]
+    store.apply(f"b-{message_id}-{codes}", events)
+
+
+def test_search_filters_and_pages_by_cursor(console, store, monkeypatch):
+    from receiver.console import messages
+
+    monkeypatch.setattr(messages, "PAGE_SIZE", 2)
+    for n in range(3):
+        seed(store, f"ok-{n}", 0, 1, 2)
+    seed(store, "bad-1", 0, 6)
+    page = console.get("/console/messages")
+    assert page.status_code == 200
+    assert page.text.count('class="id"') == 2 and "ok-2" in page.text  # newest first
+    older = re.search(r'href="(/console/messages\?cursor=[^"]+)"', page.text)
+    assert older, page.text
+    second = console.get(older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200 and "ok-0" in second.text and "ok-2" not in second.text
+    failed = console.get("/console/messages", params={"state": "failed", "since": "1h"})
+    assert "bad-1" in failed.text and "ok-1" not in failed.text
+    none = console.get("/console/messages", params={"product": "sms-otp"})
+    assert "No message matches" in none.text
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ({"state": "lost"}, "unknown state"),
+        ({"provider": "<b>vonage</b>"}, "unknown provider"),
+        ({"since": "yesterday"}, "neither a duration"),
+        ({"since": "1h", "until": "2h"}, "since must be before until"),
+        ({"cursor": "not-a-cursor"}, "cursor is not valid"),
+    ],
+)
+def test_bad_search_input_is_a_400_page(console, query, says):
+    answer = console.get("/console/messages", params=query)
+    assert answer.status_code == 400 and says in answer.text
+    assert "<b>" not in answer.text
+
+
+def test_find_by_id_across_providers_and_the_timeline(console, store):
+    seed(store, "shared-1", 0, 1, 2, 3)
+    answer = console.get("/console/find", params={"id": "shared-1"}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/messages/verihubs/shared-1"
+    page = console.get(answer.headers["location"])
+    assert page.status_code == 200
+    for text in ("shared-1", "read", "Billable</span><strong>yes", "Timeline", "new"):
+        assert text in page.text
+    assert page.text.count("<tr>") >= 4 + 4  # four history rows, four statuses
+    seed(store, "shared-1", 1, 2, provider="meta", product="whatsapp", raw="delivered")
+    both = console.get("/console/find", params={"id": "shared-1"})
+    assert both.status_code == 200 and "2 providers hold" in both.text
+    missing = console.get("/console/find", params={"id": "nobody"})
+    assert missing.status_code == 404 and "No provider holds" in missing.text
+    assert console.get("/console/find", params={"id": "a b"}).status_code == 400
+    assert console.get("/console/messages/verihubs/nobody").status_code == 404
+    assert console.get("/console/messages/vonage/x").status_code == 404
+
+
+def test_provider_strings_render_as_text_never_markup(console, store):
+    """Ids and statuses as a provider (or anyone who can write to Redis) could send them:
+    every page shows them escaped."""
+    seed(store, MARKUP_ID, 0, 2, raw=MARKUP_STATUS)
+    seed(store, "plain-1", 0, 99, raw=MARKUP_STATUS)  # an unknown code, its status as sent
+    pages = [
+        console.get("/console/messages"),
+        console.get("/console/messages/verihubs/plain-1"),
+        console.get("/console/find", params={"id": MARKUP_ID}),
+        console.get("/console/messages", params={"since": MARKUP_STATUS}),
+    ]
+    for page in pages:
+        assert "<img" not in page.text and "<script" not in page.text, page.text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in pages[0].text
+    assert "&lt;script&gt;alert(&#39;status&#39;)&lt;/script&gt;" in pages[1].text

@@ -55,7 +55,7 @@ VERIHUBS = "/callbacks/verihubs/{product}/{token}"
 MESSAGE = "/messages/{provider}/{message_id}"
 SEEDED = "seeded-1"
 SIGNED = ("telnyx", "meta", "twilio")
-ADMIN_PATHS = (MESSAGE, "/billing")
+ADMIN_PATHS = (MESSAGE, "/billing", "/stats")
 CSV = {"Accept": "text/csv"}
 CHECKS = [
     not_a_server_error,
@@ -172,6 +172,7 @@ WITH_CREDENTIALS = {
         ),
     ],
     ("/billing", "get"): [({"headers": ADMIN}, True), ({"headers": {**ADMIN, **CSV}}, True)],
+    ("/stats", "get"): [({"headers": ADMIN}, True)],
 }
 
 

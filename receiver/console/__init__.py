@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from receiver.console import pages
+from receiver.console import messages, pages, scores
 
 PREFIX = "/console"
 
@@ -17,6 +17,10 @@ def routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/login", pages.login_form, methods=["GET"]),
         Route(f"{PREFIX}/login", pages.login, methods=["POST"]),
         Route(f"{PREFIX}/logout", pages.logout, methods=["POST"]),
+        Route(f"{PREFIX}/messages", messages.messages),
+        Route(f"{PREFIX}/find", messages.find),
+        Route(f"{PREFIX}/messages/{{provider}}/{{message_id:path}}", messages.message),
+        Route(f"{PREFIX}/scorecard", scores.scores),
         Route(f"{PREFIX}/billing", pages.billing),
         Route(f"{PREFIX}/billing.csv", pages.billing_csv),
         Route(f"{PREFIX}/queue", pages.queue_page),

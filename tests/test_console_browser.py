@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 
 import httpx2 as httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from core.clock import now_ms
+from core.events import Event
+from core.settings import Settings
+from receiver.queue_writer import QueueWriter
 from tests.samples import verihubs_params, verihubs_url
 from tests.support import ADMIN, ADMIN_TOKEN, CALLBACK_TOKEN
 from tools.stack import Stack, wait_until
@@ -120,3 +125,46 @@ def test_billing_csv_and_replaying_a_failed_batch(stack, browser_page, redis, re
     expect(page).to_have_url(stack.url + "/console/login")
     page.goto(stack.url + "/console/queue")
     expect(page).to_have_url(f"{stack.url}/console/login?next=%2Fconsole%2Fqueue")
+
+
+def test_searching_finding_and_opening_messages(stack, browser_page, redis, redis_server):
+    page = browser_page
+    send(stack, "s-ok-1", 0, 1, 2, 3)
+    send(stack, "s-failed-1", 0, 6)
+    send(stack, "s-failed-2", 0, 1, 9)
+    # Markup where a provider's strings go, written through the real queue and worker.
+    now = now_ms()
+    settings = Settings.from_env({"REDIS_URL": redis_server.url})
+    QueueWriter(redis, settings).write(
+        [Event("verihubs", "whatsapp-otp", MARKUP, 2, now, now, -1, MARKUP)], Counter()
+    )
+    wait_until(lambda: state(stack, "s-failed-2") == "blocked")
+    wait_until(lambda: redis.exists(settings.keys.message("verihubs", MARKUP)) == 1)
+
+    log_in(page, stack)
+    rows = page.locator("table.data tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_contain_text(MARKUP)  # shown as text: the newest message
+    assert page.title() != "owned"
+
+    page.get_by_label("State").select_option("blocked")
+    page.get_by_label("First seen since").fill("1h")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("s-failed-2")
+    rows.get_by_role("link", name="s-failed-2").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("s-failed-2")
+    expect(page.locator(".stat", has_text="State")).to_contain_text("blocked")
+    expect(page.locator("table.timeline tbody tr")).to_have_count(3)
+
+    page.get_by_label("Message id").fill("s-ok-1")
+    page.get_by_label("Message id").press("Enter")
+    expect(page).to_have_url(stack.url + "/console/messages/verihubs/s-ok-1")
+    expect(page.locator(".stat", has_text="Billable")).to_contain_text("yes")
+    page.get_by_label("Message id").fill("no-such-id")
+    page.get_by_label("Message id").press("Enter")
+    expect(page.get_by_text("No provider holds a message with this id")).to_be_visible()
+
+    page.get_by_role("link", name="Scorecard").click()
+    expect(page.locator("table.scorecard tbody tr")).to_have_count(1)
+    expect(page.locator("table.scorecard")).to_contain_text("whatsapp-otp")

@@ -148,7 +148,7 @@ def test_searching_finding_and_opening_messages(stack, browser_page, redis, redi
     assert page.title() != "owned"
 
     page.get_by_label("State").select_option("blocked")
-    page.get_by_label("First seen since").fill("1h")
+    page.get_by_label("First received since").fill("1h")
     page.get_by_role("button", name="Search").click()
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("s-failed-2")

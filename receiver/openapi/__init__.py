@@ -10,7 +10,7 @@ against this document; tests/test_openapi.py holds the schemas to the code they 
 
 from __future__ import annotations
 
-from receiver.openapi import admin, components, events, ops
+from receiver.openapi import admin, components, events, ops, stats
 from receiver.openapi.blocks import ADMIN, CALLBACKS, OPS, Schema
 from receiver.openapi.callbacks import meta, telnyx, twilio, verihubs
 
@@ -54,6 +54,7 @@ def paths() -> Schema:
         "/messages": {"get": admin.messages()},
         "/messages/{provider}/{message_id}": {"get": admin.message()},
         "/billing": {"get": admin.billing()},
+        "/stats": {"get": stats.stats()},
         "/metrics": {"get": ops.metrics()},
         "/healthz": {"get": ops.healthz()},
         "/readyz": {"get": ops.readyz()},

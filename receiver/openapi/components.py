@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.openapi import events, views
+from receiver.openapi import events, stats, views
 from receiver.openapi.blocks import Schema, obj, string
 from receiver.openapi.callbacks import meta, telnyx
 
@@ -18,6 +18,7 @@ def schemas() -> Schema:
         "MessagePage": views.message_page(),
         "Billing": views.billing(),
         "Event": events.event(),
+        "Stats": stats.schema(),
     }
 
 

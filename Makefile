@@ -30,6 +30,10 @@ tools:
 	@{ command -v nginx && command -v openssl; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx openssl; } || \
 		echo "note: nginx or openssl missing and not root: nginx tests will be skipped"
+	@# Debian's chromium: tests/test_console_browser.py drives it with Playwright (no download).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "note: chromium missing and not root: the console's browser test will fail"
 
 test: install tools
 	$(BIN)/python -m pytest

@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from core import webhooks
 from core.embedded import free_port
 from core.keys import DEFAULT as KEYS
+from core.webhooks import OutboxEvent
 from tests.support import ROOT
 from tools.stack import wait_until
 
@@ -192,3 +193,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def decoded(event: Received) -> dict:
     return orjson.loads(event.body)
+
+
+def outbox(redis) -> list[OutboxEvent]:
+    return [
+        OutboxEvent.from_entry(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
+        for i, f in redis.xrange(KEYS.outbox)
+    ]

@@ -20,10 +20,10 @@ from core.events import Event
 from core.failed import Failed
 from core.queue import queue
 from receiver.queue_writer import QueueWriter
+from tests.batches import fail_batch, fix_acl
+from tests.batches import work as apply_queued
 from tests.samples import META_APP_SECRET, TWILIO_AUTH_TOKEN
-from tests.support import ADMIN_TOKEN, CALLBACK_TOKEN, ROOT, make_settings
-from tests.test_failed import fail_batch, fix_acl
-from tests.test_failed import work as apply_queued
+from tests.support import ADMIN_TOKEN, CALLBACK_TOKEN, ROOT
 from tools.stack import Stack
 
 AT = 1_795_000_000_000  # 2026-11-18T...Z
@@ -91,12 +91,6 @@ def test_bad_configuration_and_unreachable_redis_are_one_line_errors(tmp_path):
 
 
 # failed -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def failing(redis, redis_server):
-    yield make_settings(redis_server.url, JOB_RETRIES="0")
-    redis.acl_deluser("applier")
 
 
 def test_failed_list_show_and_replay_exactly(redis, env, failing, reader):

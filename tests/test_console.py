@@ -11,7 +11,7 @@ from core.failed import Failed
 from core.queue import queue
 from receiver.console import session as sessions
 from receiver.console.render import CSP
-from tests import test_failed as failing_batches
+from tests import batches as failing_batches
 from tests.samples import verihubs_params, verihubs_url
 from tests.support import ADMIN_TOKEN, make_settings, metric, run_jobs
 
@@ -220,12 +220,6 @@ def test_bad_billing_input_is_a_400_page_that_says_why(console, query, says):
         assert says in answer.text
         assert answer.headers["content-type"].startswith("text/html")
         assert "<b>" not in answer.text
-
-
-@pytest.fixture
-def failing(redis, redis_server):
-    yield make_settings(redis_server.url, JOB_RETRIES="0")
-    redis.acl_deluser(failing_batches.APPLIER)
 
 
 def test_queue_health_and_replaying_failed_batches(console, redis, failing, store):

@@ -11,9 +11,8 @@ import httpx2 as httpx
 import pytest
 
 from tests.samples import verihubs_params, verihubs_url
-from tests.subscriber import Subscriber, forwarder, outbox_ids
+from tests.subscriber import Subscriber, forwarder, outbox, outbox_ids
 from tests.support import ADMIN, ADMIN_TOKEN, CALLBACK_TOKEN
-from tests.test_outbox_events import outbox
 from tools.stack import Stack, wait_until
 
 

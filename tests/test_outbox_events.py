@@ -16,17 +16,11 @@ from core.keys import DEFAULT as KEYS
 from core.webhooks import OutboxEvent
 from receiver.queue_writer import QueueWriter
 from tests.reference import MIDNIGHT, PRODUCTS, event, reference
+from tests.strategies import SLOW, callbacks, with_intruders
+from tests.subscriber import outbox
 from tests.support import make_settings, run_jobs
-from tests.test_lua_apply import SLOW, callbacks, with_intruders
 from workers.store import Store
 from workers.timers import Timers
-
-
-def outbox(redis) -> list[OutboxEvent]:
-    return [
-        OutboxEvent.from_entry(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
-        for i, f in redis.xrange(KEYS.outbox)
-    ]
 
 
 def _assert_events_follow_states(redis, events: list[Event]) -> None:

@@ -135,10 +135,13 @@ class MessageField(StrEnum):
     # Distinct unknown codes stored (at most MAX_UNKNOWN_CODES), and those only counted.
     UNKNOWN_STORED = "k"
     UNKNOWN_DROPPED = "z"
-    # Every accepted callback, in arrival order (HISTORY_SEP between entries, see
-    # HISTORY_OUTCOMES), the last MAX_HISTORY of them; older ones are dropped and counted.
-    HISTORY = "h"
-    HISTORY_DROPPED = "y"
+    # Every accepted callback, in arrival order: a ring of MAX_HISTORY fields `h<n mod
+    # MAX_HISTORY>` (`history_field`), the n-th callback in field n - 1; HISTORY_COUNT is n.
+    # Entries past the last MAX_HISTORY are overwritten: dropped, and counted by the count.
+    # One short field per entry keeps the hash in Redis's compact listpack encoding (a
+    # value over hash-max-listpack-value, 64 bytes, would convert the whole hash).
+    HISTORY_PREFIX = "h"
+    HISTORY_COUNT = "n"
     # State-change events appended to the outbox for this message: each event's sequence.
     SEQUENCE = "q"
 
@@ -152,12 +155,16 @@ MAX_UNKNOWN_CODES = 16
 # then `,<status as sent>` where it says more than the code, and `,<product>` for a mismatch
 # (the code is in that product's numbering). About 16 bytes a callback.
 MAX_HISTORY = 32
-HISTORY_SEP, HISTORY_PART_SEP = ";", ","
+HISTORY_PART_SEP = ","
 HISTORY_OUTCOMES = {"new": "n", "late": "l", "duplicate": "d", "unknown": "u", "mismatch": "x"}
 
 
 def status_field(bit: int) -> str:
     return str(bit)
+
+
+def history_field(slot: int) -> str:
+    return f"{MessageField.HISTORY_PREFIX}{slot}"
 
 
 def unknown_field(code: int) -> str:

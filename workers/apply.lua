@@ -39,7 +39,7 @@ local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
 local MAX_UNKNOWN = __MAX_UNKNOWN__
 local HISTORY_LETTER, MAX_HISTORY = __HISTORY_OUTCOMES__, __MAX_HISTORY__
-local HISTORY_SEP, HISTORY_PART_SEP = __HISTORY_SEP__, __HISTORY_PART_SEP__
+local HISTORY_PART_SEP = __HISTORY_PART_SEP__
 local OF, STATE_TYPE = __OUTBOX_FIELDS__, __STATE_TYPE__
 
 local msg, counters, billing, applied, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -154,26 +154,16 @@ local function base36(n)
   return s
 end
 
--- This callback, appended to the message's history (core.keys.HISTORY_OUTCOMES); past
--- MAX_HISTORY entries the oldest is dropped and counted.
+-- This callback, appended to the message's history (core.keys.HISTORY_OUTCOMES): the n-th
+-- goes to ring slot (n - 1) % MAX_HISTORY, overwriting (dropping) the oldest past the bound.
 local function remember(outcome, other_product)
   local received = tonumber(ARGV[6])
   local entry = HISTORY_LETTER[outcome] .. code .. HISTORY_PART_SEP .. base36(received)
     .. HISTORY_PART_SEP .. (received - at)
   if ARGV[14] ~= '' or other_product then entry = entry .. HISTORY_PART_SEP .. ARGV[14] end
   if other_product then entry = entry .. HISTORY_PART_SEP .. other_product end
-  local history = redis.call('HGET', msg, F.history)
-  if history then
-    history = history .. HISTORY_SEP .. entry
-    local _, seps = string.gsub(history, HISTORY_SEP, '')
-    if seps >= MAX_HISTORY then
-      history = string.sub(history, string.find(history, HISTORY_SEP, 1, true) + 1)
-      redis.call('HINCRBY', msg, F.history_dropped, 1)
-    end
-  else
-    history = entry
-  end
-  redis.call('HSET', msg, F.history, history)
+  local n = redis.call('HINCRBY', msg, F.history_count, 1)
+  redis.call('HSET', msg, F.history_prefix .. ((n - 1) % MAX_HISTORY), entry)
 end
 
 -- First-seen times keep the earliest of all copies, whatever their order.

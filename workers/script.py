@@ -70,7 +70,6 @@ def constants() -> dict[str, str]:
         "__MAX_UNKNOWN__": str(keys.MAX_UNKNOWN_CODES),
         "__HISTORY_OUTCOMES__": _lua_table(keys.HISTORY_OUTCOMES),
         "__MAX_HISTORY__": str(keys.MAX_HISTORY),
-        "__HISTORY_SEP__": _lua_value(keys.HISTORY_SEP),
         "__HISTORY_PART_SEP__": _lua_value(keys.HISTORY_PART_SEP),
         "__OUTBOX_FIELDS__": _lua_table({f.name.lower(): f.value for f in webhooks.OutboxField}),
         "__STATE_TYPE__": _lua_value(webhooks.STATE_TYPE_FIELD),

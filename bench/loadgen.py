@@ -135,6 +135,7 @@ class Result:
     max_send_lag_ms: float = 0.0
     max_wait_ms: float = 0.0
     generator_cpu_s: float = 0.0
+    ended_at: float = 0.0  # wall clock (time.time()) of the last answer
 
     @property
     def accepted(self) -> int:
@@ -167,6 +168,7 @@ class _Run:
         self.due: asyncio.Queue[int | None] = asyncio.Queue()
         self.latencies = array("d")
         self.statuses: Counter[str] = Counter()
+        # Times are time.monotonic(), not the loop's clock: uvloop's is in whole milliseconds.
         self.masks = bytearray(plan.messages)
         self.sent = 0
         self.send_lag = 0.0
@@ -178,10 +180,10 @@ class _Run:
         return self.start + k / self.plan.rate
 
     async def schedule(self) -> None:
-        loop, total, rate = asyncio.get_running_loop(), self.plan.total, self.plan.rate
+        total, rate = self.plan.total, self.plan.rate
         k = 0
         while k < total:
-            now = loop.time()
+            now = time.monotonic()
             due = min(total, int((now - self.start) * rate) + 1)
             if due > k:
                 self.send_lag = max(self.send_lag, now - self.due_at(k))
@@ -189,18 +191,17 @@ class _Run:
                     self.due.put_nowait(n)
                 k = due
             if k < total:
-                await asyncio.sleep(max(0.0, self.due_at(k) - loop.time()))
+                await asyncio.sleep(max(0.0, self.due_at(k) - time.monotonic()))
         for _ in range(self.connections):
             self.due.put_nowait(None)
 
     async def connection(self, index: int) -> None:
-        loop = asyncio.get_running_loop()
         host, port = self.targets[index % len(self.targets)]
         header = f"{host}:{port}".encode()
         reader = writer = None
         while (k := await self.due.get()) is not None:
             due = self.due_at(k)
-            picked = loop.time()
+            picked = time.monotonic()
             self.max_wait = max(self.max_wait, picked - due)
             status = "error"
             try:
@@ -214,7 +215,7 @@ class _Run:
                 status, close = "timeout", True
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 status, close = f"error:{type(exc).__name__}", True
-            done = loop.time()
+            done = time.monotonic()
             self.last_answer = max(self.last_answer, done)
             self.statuses[status] += 1
             self.latencies.append((done - due) * 1000)
@@ -228,8 +229,8 @@ class _Run:
             writer.close()
 
     async def run(self) -> Result:
-        loop = asyncio.get_running_loop()
-        self.start = loop.time() + 0.05
+        self.start = time.monotonic() + 0.05
+        wall_start = time.time() + 0.05
         cpu = time.process_time()
         tasks = [asyncio.create_task(self.connection(i)) for i in range(self.connections)]
         await self.schedule()
@@ -252,6 +253,7 @@ class _Run:
             max_send_lag_ms=self.send_lag * 1000,
             max_wait_ms=self.max_wait * 1000,
             generator_cpu_s=time.process_time() - cpu,
+            ended_at=wall_start + (self.last_answer - self.start),
         )
 
 

@@ -442,6 +442,7 @@ class Config:
     drain_timeout: float
     telnyx: float
     log_level: str
+    parts: tuple[str, ...] = ("main", "curve", "growth")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -468,6 +469,7 @@ class Config:
             drain_timeout=float(get("BENCH_E2E_DRAIN_TIMEOUT", "30", "10")),
             telnyx=float(get("BENCH_E2E_TELNYX", "0.1")),
             log_level=get("BENCH_E2E_LOG_LEVEL", "info"),
+            parts=tuple(get("BENCH_E2E_PARTS", "main,curve,growth").split(",")),
         )
 
 
@@ -487,22 +489,25 @@ def run(config: Config, say: bool = True) -> dict[str, object]:
             print(f"  {line(figures)}", file=sys.stderr, flush=True)
         return figures
 
-    main = point(Point(config.webs, config.workers, config.rate, config.seconds, 0, config.telnyx))
+    results: dict[str, object] = {"config": asdict(config)}
+    if "main" in config.parts:
+        results["main"] = point(
+            Point(config.webs, config.workers, config.rate, config.seconds, 0, config.telnyx)
+        )
     curve: list[dict[str, object]] = []
-    for webs, workers in config.curve:
+    for webs, workers in config.curve if "curve" in config.parts else ():
         for rate in config.rates:
             figures = point(Point(webs, workers, rate, config.curve_seconds, 0, config.telnyx))
             curve.append(figures)
             if not figures["holds"]:
                 break  # higher rates fail too: the next configuration
     growth = []
-    for tracked in config.growth:
+    for tracked in config.growth if "growth" in config.parts else ():
         rate, seconds = config.growth_rate, config.growth_seconds
         growth.append(
             point(Point(config.webs, config.workers, rate, seconds, tracked, config.telnyx))
         )
-    return {"config": asdict(config), "main": main, "curve": curve,
-            "highest": highest(curve), "growth": growth}  # fmt: skip
+    return results | {"curve": curve, "highest": highest(curve), "growth": growth}
 
 
 def highest(curve: Iterable[Mapping[str, object]]) -> dict[str, dict[str, object]]:
@@ -545,9 +550,9 @@ def line(f: Mapping[str, object]) -> str:
 def rows(e2e: Mapping[str, object]) -> list[tuple[str, str, str]]:
     """Rows for bench.run's table."""
     out = []
-    main = e2e["main"]
-    assert isinstance(main, dict)
-    out.append(_row("e2e", main, "(target 2,000/s)"))
+    main = e2e.get("main")
+    if isinstance(main, dict):
+        out.append(_row("e2e", main, "(target 2,000/s)"))
     highest_rates = e2e["highest"]
     assert isinstance(highest_rates, dict)
     for name, h in highest_rates.items():
@@ -587,7 +592,7 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "e2e.json").write_text(json.dumps(results, indent=2) + "\n")
     table = rows(results)
-    width = max(len(r[0]) for r in table)
+    width = max((len(r[0]) for r in table), default=0)
     for name, value, note in table:
         print(f"{name:<{width}}  {value:>10}  {note}")
     print(f"\nwritten to {out / 'e2e.json'}")

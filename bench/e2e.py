@@ -12,7 +12,7 @@ rate for some seconds and measures:
   Redis-held histogram `otp_processing_lag_seconds` (core/counters.py LAG, the difference of
   the counters hash across the point). Its buckets are coarse (0.5, 1, 2.5 s ...): the p99
   given is the upper bound of the bucket the 99th percentile falls in, so "<= 1 s" is exact;
-- the backlog (queued callbacks, `otp:queued:<queue>`) sampled every 0.25 s, and the time
+- the backlog (queued callbacks, `otp:queued:<queue>`) sampled every 0.05 s, and the time
   from the last answer until every accepted callback is applied (the counters' received
   total reaches the 200 answers): the drain;
 - nothing lost: the received counters gained exactly the 200 answers, no duplicates, and
@@ -57,7 +57,7 @@ from workers.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789abcdefghijkl"  # 32+ characters, as Settings requires
 ACK_P99_MS, LAG_P99_S, DRAIN_S = 50.0, 1.0, 2.0
-POLL = 0.25
+POLL = 0.05
 STATE_SAMPLE = 200
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 WAIT = ":wait"  # a process's run-queue wait, beside its CPU
@@ -327,25 +327,37 @@ def _load(
     for url in urls:
         args += ["--url", url]
     before, cpu0 = reader.counters(), clock.read()
+    received0 = family_total(before, counters.RECEIVED)
+
+    def sample() -> tuple[float, int, int]:
+        """(time, queued callbacks, callbacks applied since the start)."""
+        queued = int(redis.get(queued_key) or 0)
+        applied = family_total(reader.counters(), counters.RECEIVED) - received0
+        return time.time(), queued, applied
+
     generator = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
-    backlog = []
+    samples = []
     while generator.poll() is None:
-        backlog.append(int(redis.get(queued_key) or 0))
+        samples.append(sample())
         time.sleep(POLL)
     cpu1 = clock.read()
     if generator.returncode != 0:
         raise RuntimeError(f"bench.loadgen failed ({generator.returncode})")
     load = loadgen.Result(**json.loads(result_path.read_text()))
     accepted = load.accepted
-    # The drain: until the received counters reach the 200 answers (or stop moving).
-    received0 = family_total(before, counters.RECEIVED)
+    # The drain: until the received counters reach the 200 answers. The last callbacks may
+    # be applied before the generator has read their answers (or exited): the first sample
+    # that saw them all, from the last answer on, dates the drain.
     deadline = time.time() + drain_timeout
-    applied = family_total(reader.counters(), counters.RECEIVED) - received0
-    while applied < accepted and time.time() < deadline:
+    samples.append(sample())
+    while samples[-1][2] < accepted and time.time() < deadline:
         time.sleep(0.02)
-        applied = family_total(reader.counters(), counters.RECEIVED) - received0
+        samples.append(sample())
+    applied = samples[-1][2]
     drained = applied >= accepted
-    drain_s = max(0.0, time.time() - load.ended_at) if drained else None
+    done_at = next((t for t, _, a in samples if a >= accepted), None)
+    drain_s = max(0.0, done_at - load.ended_at) if done_at is not None else None
+    backlog = [q for t, q, _ in samples if t <= load.ended_at]
     cpu2 = clock.read()
     gained = delta(reader.counters(), before)
     buckets, lag_sum_ms = lag_buckets(gained)

@@ -383,7 +383,8 @@ def _load(
     figures: dict[str, object] = {
         "loadgen": asdict(load),
         "accepted": accepted,
-        "accepted_per_s": accepted / point.seconds,
+        # Over the load's length, or longer when the answers took longer to come.
+        "accepted_per_s": accepted / max(point.seconds, load.elapsed_s),
         "ack_p50_ms": load.latency_ms.get("p50", 0.0),
         "ack_p99_ms": load.latency_ms.get("p99", 0.0),
         "ack_max_ms": load.latency_ms.get("max", 0.0),

@@ -43,12 +43,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from redis import Redis
+from rq import Queue
 
 from bench import loadgen
 from core import counters, model, products
 from core.clock import now_ms
 from core.embedded import RedisServer
 from core.keys import MessageField
+from core.queue import queue
 from core.read import Reader
 from core.settings import Settings
 from tools.stack import Stack
@@ -318,6 +320,7 @@ def _load(
 ) -> dict[str, object]:
     reader, clock = Reader(redis, settings.keys), CpuClock(pids, redis, redis_pid)
     queued_key = settings.keys.queued_events(settings.queue_name)
+    jobs = queue(redis, settings)
     run_tag = int.from_bytes(os.urandom(4), "big")
     result_path, masks_path = tmp / "loadgen.json", tmp / "masks"
     args = [sys.executable, "-m", "bench.loadgen", "--token", TOKEN, "--rate", str(point.rate),
@@ -348,13 +351,19 @@ def _load(
     # The drain: until the received counters reach the 200 answers. The last callbacks may
     # be applied before the generator has read their answers (or exited): the first sample
     # that saw them all, from the last answer on, dates the drain.
-    deadline = time.time() + drain_timeout
+    deadline, idle_since = time.time() + drain_timeout, None
     samples.append(sample())
     while samples[-1][2] < accepted and time.time() < deadline:
+        # Nothing queued, taken or being applied for a second: what is missing is lost.
+        if pending(jobs):
+            idle_since = None
+        elif (idle_since := idle_since or time.time()) < time.time() - 1:
+            break
         time.sleep(0.02)
         samples.append(sample())
     applied = samples[-1][2]
     drained = applied >= accepted
+    still_pending = pending(jobs)
     done_at = next((t for t, _, a in samples if a >= accepted), None)
     drain_s = max(0.0, done_at - load.ended_at) if done_at is not None else None
     backlog = [q for t, q, _ in samples if t <= load.ended_at]
@@ -399,7 +408,10 @@ def _load(
         "drain_s": drain_s,
         "applied": applied,
         "duplicates": family_total(gained, counters.DUPLICATE),
-        "lost": max(0, accepted - applied) if drained else None,
+        # Unknown while callbacks are still queued when the drain timeout ends.
+        "lost": None if still_pending else max(0, accepted - applied),
+        # Applied but not answered 200 (a timeout or a broken connection after the write).
+        "applied_unanswered": max(0, applied - accepted),
         "cpu_percent": load_cpu,
         "runqueue_wait_percent": waits,
         "hottest": hottest,
@@ -407,11 +419,16 @@ def _load(
         "cpu_us_per_callback": {k: 1e6 * v / max(applied, 1) for k, v in spent.items()},
         "redis_used_memory_mb": redis.info("memory")["used_memory"] / 2**20,
     }
-    if drained:
+    if not still_pending:
         masks = masks_path.read_bytes()
         figures |= check_messages(redis, settings, run_tag, masks, point.telnyx)
     figures["holds"] = holds(figures, point)
     return figures
+
+
+def pending(jobs: Queue) -> bool:
+    """Batches queued or taken by a worker and not finished."""
+    return bool(jobs.count or jobs.started_job_registry.count)
 
 
 def holds(f: Mapping[str, object], point: Point) -> bool:
@@ -434,6 +451,10 @@ def holds(f: Mapping[str, object], point: Point) -> bool:
 
 def _at_most(value: object, bound: float) -> bool:
     return isinstance(value, int | float) and value <= bound
+
+
+def _lost(f: Mapping[str, object]) -> str:
+    return "unknown (still queued)" if f["lost"] is None else f"{f['lost']}"
 
 
 def _seconds(value: object) -> str:
@@ -562,7 +583,7 @@ def line(f: Mapping[str, object]) -> str:
         f"{Point(**p).label}: {'HOLDS' if f['holds'] else 'fails'};"
         f" accepted {f['accepted_per_s']:,.0f}/s, ack p99 {f['ack_p99_ms']:.1f} ms,"
         f" lag p99 <= {_seconds(f['lag_p99_s'])}, backlog max {f['backlog_max']:,}, {drained},"
-        f" lost {f['lost']}; cpu: {processes}"
+        f" lost {_lost(f)}; cpu: {processes}"
     )
 
 
@@ -598,7 +619,7 @@ def _row(name: str, f: Mapping[str, object], target: str) -> tuple[str, str, str
         f"{name}: {p['webs']}x{p['workers']} at {p['rate']:,.0f}/s, {p['seconds']:g} s (/s)",
         f"{f['accepted_per_s']:,.0f}",
         f"{'holds' if f['holds'] else 'FAILS'} {target}: ack p99 {f['ack_p99_ms']:.0f} ms,"
-        f" lag p99 <= {_seconds(f['lag_p99_s'])}, {drained}, lost {f['lost']},"
+        f" lag p99 <= {_seconds(f['lag_p99_s'])}, {drained}, lost {_lost(f)},"
         f" redis {cpu['redis']:.0f}% cpu ({us['redis']:.0f} us/callback),"
         f" saturated: {f['saturation']}",
     )

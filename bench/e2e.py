@@ -498,7 +498,7 @@ class Config:
             webs=int(get("BENCH_E2E_WEBS", "1")),
             workers=int(get("BENCH_E2E_WORKERS", "1")),
             curve=tuple(_pair(c) for c in get("BENCH_E2E_CURVE", "1x1,1x2,2x1,2x2").split(",")),
-            rates=_floats(get("BENCH_E2E_RATES", "250,500,1000,1500,2000,3000", "200,500")),
+            rates=_floats(get("BENCH_E2E_RATES", "100,250,500,1000,1500,2000,3000", "200,500")),
             curve_seconds=float(get("BENCH_E2E_CURVE_SECONDS", "20", "3")),
             growth=tuple(
                 int(n) for n in _floats(get("BENCH_E2E_GROWTH", "10000,1000000", "10000"))

@@ -386,8 +386,14 @@ def _load(
     # limit, whichever process is hottest.
     if load_cpu["machine"] >= 90 * cores:
         saturation = f"machine ({load_cpu['machine']:.0f}% of {100 * cores}% cpu)"
-    else:
+    elif processes[hottest] >= 90:
         saturation = f"{hottest} ({processes[hottest]:.0f}% cpu)"
+    else:
+        # Nothing computes flat out: the time goes in waiting (round trips, fsync, locks).
+        saturation = (
+            f"no process at 100% cpu (hottest {hottest} {processes[hottest]:.0f}%,"
+            f" machine {load_cpu['machine']:.0f}% of {100 * cores}%)"
+        )
     spent = {k: cpu2[k] - cpu0[k] for k in (*pids, "redis")}
     figures: dict[str, object] = {
         "loadgen": asdict(load),

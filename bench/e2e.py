@@ -608,8 +608,9 @@ def rows(e2e: Mapping[str, object]) -> list[tuple[str, str, str]]:
             if "fails_at" in h
             else "held at every rate tried"
         )
+        held = f"{h['holds_at']:,.0f}" if h["holds_at"] else f"< {h['fails_at']:,.0f}"
         out.append((f"e2e curve: {webs} web x {workers} worker, holds (/s)",
-                    f"{h['holds_at']:,.0f}", fails))  # fmt: skip
+                    held, fails))  # fmt: skip
     growth = e2e["growth"]
     assert isinstance(growth, list)
     for g in growth:

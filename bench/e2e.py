@@ -625,7 +625,7 @@ def _row(name: str, f: Mapping[str, object], target: str) -> tuple[str, str, str
     return (
         f"{name}: {p['webs']}x{p['workers']} at {p['rate']:,.0f}/s, {p['seconds']:g} s (/s)",
         f"{f['accepted_per_s']:,.0f}",
-        f"{'holds' if f['holds'] else 'FAILS'} {target}: ack p99 {f['ack_p99_ms']:.0f} ms,"
+        f"{'holds' if f['holds'] else 'FAILS'}{' ' + target if target else ''}: ack p99 {f['ack_p99_ms']:.0f} ms,"
         f" lag p99 <= {_seconds(f['lag_p99_s'])}, {drained}, lost {_lost(f)},"
         f" redis {cpu['redis']:.0f}% cpu ({us['redis']:.0f} us/callback),"
         f" saturated: {f['saturation']}",

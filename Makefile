@@ -43,6 +43,10 @@ tools:
 	@{ command -v systemd-analyze && command -v docker-compose; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd docker-compose; } || \
 		echo "note: systemd-analyze or docker-compose missing and not root: deploy tests will fail"
+	@# Debian's chromium: tests/test_console_browser.py drives it with Playwright (no download).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "note: chromium missing and not root: the console's browser test will fail"
 
 test: install tools
 	$(BIN)/python -m pytest

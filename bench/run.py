@@ -1,4 +1,6 @@
-"""`make bench`: receiver, worker and memory figures, each against a baseline in the same run.
+"""`make bench`: receiver, worker and memory figures, each against a baseline in the same run,
+then the sustained end-to-end figures of bench/e2e.py (BENCH_E2E_*; BENCH_E2E=0 leaves them
+out, `python -m bench.e2e` runs them alone).
 
 Prints a table and writes bench/results/latest.json.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from bench import e2e
 from core import keys, logs
 from core.embedded import RedisServer, free_port
 from core.events import Event
@@ -176,10 +179,12 @@ def main() -> None:
             }
         finally:
             server.stop()
+    if os.environ.get("BENCH_E2E", "1") != "0":
+        results["e2e"] = e2e.run(e2e.Config.from_env())
     report(results)
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
+def report(results: dict[str, dict]) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -204,6 +209,8 @@ def report(results: dict[str, dict[str, float]]) -> None:
          f"{m16['bytes_per_message']:.0f} per tracked message (message hash alone:"
          f" {m16['message_key_bytes']} B, billing record: {m16['billing_record_bytes']} B)"),
     ]  # fmt: skip
+    if "e2e" in results:
+        rows += e2e.rows(results["e2e"])
     width = max(len(row[0]) for row in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")

@@ -45,6 +45,15 @@ def populate(store: Store, messages: int, now: int) -> None:
         store.apply("populate-last", batch)
 
 
+def history_bytes(redis: Redis, key: str) -> int:
+    """What the history costs a message hash: its MEMORY USAGE with and without the ring
+    (destructive: run last)."""
+    with_history = redis.memory_usage(key, samples=0)
+    ring = [f for f in redis.hkeys(key) if f.startswith(keys.MessageField.HISTORY_PREFIX.encode())]
+    redis.hdel(key, keys.MessageField.HISTORY_COUNT, *ring)
+    return with_history - redis.memory_usage(key, samples=0)
+
+
 def a_day(reader: Reader, now: int, cursor: str | None = None) -> Page:
     """Everything of one product received in one day (the day before the last 24 h)."""
     return reader.search(
@@ -99,11 +108,8 @@ def run(messages: int) -> dict[str, object]:
             sample = [
                 f"{i:08x}-4b5e-9f1a-{i:012x}" for i in range(0, messages, max(1, messages // 2000))
             ]
-            history = [
-                redis.hstrlen(keys.DEFAULT.message("verihubs", m), keys.MessageField.HISTORY)
-                for m in sample
-            ]
             callbacks = sum(len(reader.message("verihubs", m).history) for m in sample)
+            history = [history_bytes(redis, keys.DEFAULT.message("verihubs", m)) for m in sample]
             figures["index_bytes_per_message"] = index / messages
             figures["history_bytes_per_callback"] = sum(history) / callbacks
             figures["history_bytes_per_message"] = statistics.mean(history)

@@ -122,6 +122,30 @@ BATCH = Family(
     sum_scale=1,
 )
 
+# Events out (issue 15). `endpoint` is the index of the URL in FORWARD_URL: a bounded label
+# that names no host.
+FORWARD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+FORWARD_RESULTS = ("ok", "http_4xx", "http_5xx", "timeout", "error")
+FORWARD_ATTEMPTS = Family(
+    "fwd_attempt",
+    "otp_forward_attempts",
+    "Deliveries of events to the application's endpoints tried, by result",
+    ("endpoint", "result"),
+)
+FORWARD_LATENCY = Family(
+    "fwd_latency",
+    "otp_forward_latency_seconds",
+    "Time an endpoint took to answer a delivery (or to fail it)",
+    ("endpoint",),
+    FORWARD_BUCKETS,
+)
+DELIVERY_TIMEOUTS = Family(
+    "delivery_timeout",
+    "otp_delivery_timeouts",
+    "Messages with no delivery evidence nor final outcome within DELIVERY_TIMEOUT",
+    PROVIDER_PRODUCT,
+)
+
 FAMILIES: tuple[Family, ...] = (
     RECEIVED,
     SEEN,
@@ -139,5 +163,8 @@ FAMILIES: tuple[Family, ...] = (
     *LATENCIES.values(),
     LAG,
     BATCH,
+    FORWARD_ATTEMPTS,
+    FORWARD_LATENCY,
+    DELIVERY_TIMEOUTS,
 )
 BY_KEY = {f.key: f for f in FAMILIES}

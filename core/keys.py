@@ -71,6 +71,45 @@ class Keys:
         nothing."""
         return f"{self.prefix}:applied:{batch_id}"
 
+    # Events out (issue 15) ---------------------------------------------------------------
+
+    @property
+    def outbox(self) -> str:
+        """Stream of events for the application, appended by the apply step in the same
+        atomic call that changes a message's state (a transactional outbox); bounded."""
+        return f"{self.prefix}:outbox"
+
+    @property
+    def message_prefix(self) -> str:
+        """What `message()` puts before `<provider>:<message id>` (the timer set's members)."""
+        return f"{self.prefix}:m:"
+
+    @property
+    def timers(self) -> str:
+        """Sorted set of delivery deadlines: `<provider>:<message id>` scored by the ms at
+        which the message is overdue (`message.delivery_timeout`)."""
+        return f"{self.prefix}:timers"
+
+    @property
+    def forward_endpoints(self) -> str:
+        """Hash: endpoint index -> its consumer group, as the forwarder last configured it
+        (the metrics collector reads the endpoints' backlogs through it)."""
+        return f"{self.prefix}:fwd:endpoints"
+
+    def forward_retry(self, group: str) -> str:
+        """Sorted set: event ids waiting for their next attempt, scored by its ms."""
+        return f"{self.prefix}:fwd:{group}:retry"
+
+    def forward_held(self, group: str) -> str:
+        """Hash: event id -> `<attempts>|<first attempt ms>|<body>` of the events in the
+        retry and dead sets of one endpoint."""
+        return f"{self.prefix}:fwd:{group}:held"
+
+    def forward_dead(self, group: str) -> str:
+        """Sorted set: event ids that exhausted their retries, scored by when; bounded,
+        replayable."""
+        return f"{self.prefix}:fwd:{group}:dead"
+
 
 DEFAULT = Keys()
 
@@ -96,10 +135,15 @@ class MessageField(StrEnum):
     # Distinct unknown codes stored (at most MAX_UNKNOWN_CODES), and those only counted.
     UNKNOWN_STORED = "k"
     UNKNOWN_DROPPED = "z"
-    # Every accepted callback, in arrival order (HISTORY_SEP between entries, see
-    # HISTORY_OUTCOMES), the last MAX_HISTORY of them; older ones are dropped and counted.
-    HISTORY = "h"
-    HISTORY_DROPPED = "y"
+    # Every accepted callback, in arrival order: a ring of MAX_HISTORY fields `h<n mod
+    # MAX_HISTORY>` (`history_field`), the n-th callback in field n - 1; HISTORY_COUNT is n.
+    # Entries past the last MAX_HISTORY are overwritten: dropped, and counted by the count.
+    # One short field per entry keeps the hash in Redis's compact listpack encoding (a
+    # value over hash-max-listpack-value, 64 bytes, would convert the whole hash).
+    HISTORY_PREFIX = "h"
+    HISTORY_COUNT = "n"
+    # State-change events appended to the outbox for this message: each event's sequence.
+    SEQUENCE = "q"
 
 
 # A message keeps the first-seen time of this many distinct unknown codes; any further code
@@ -111,12 +155,16 @@ MAX_UNKNOWN_CODES = 16
 # then `,<status as sent>` where it says more than the code, and `,<product>` for a mismatch
 # (the code is in that product's numbering). About 16 bytes a callback.
 MAX_HISTORY = 32
-HISTORY_SEP, HISTORY_PART_SEP = ";", ","
+HISTORY_PART_SEP = ","
 HISTORY_OUTCOMES = {"new": "n", "late": "l", "duplicate": "d", "unknown": "u", "mismatch": "x"}
 
 
 def status_field(bit: int) -> str:
     return str(bit)
+
+
+def history_field(slot: int) -> str:
+    return f"{MessageField.HISTORY_PREFIX}{slot}"
 
 
 def unknown_field(code: int) -> str:

@@ -321,8 +321,8 @@ def _message_view(provider: str, message_id: str, raw: dict[str, str]) -> Messag
         statuses=_seen(raw, seen),
         unknown=_unknown(raw),
         anomalies={k: v for k, v in anomalies.items() if v},
-        history=_history(provider, raw[MessageField.PRODUCT], raw.get(MessageField.HISTORY)),
-        history_dropped=int(raw.get(MessageField.HISTORY_DROPPED, 0)),
+        history=_history(provider, raw[MessageField.PRODUCT], raw),
+        history_dropped=max(0, int(raw.get(MessageField.HISTORY_COUNT, 0)) - keys.MAX_HISTORY),
     )
 
 
@@ -336,12 +336,13 @@ def _as_sent(provider: str, code: int) -> str:
 OUTCOME_OF_LETTER = {letter: outcome for outcome, letter in keys.HISTORY_OUTCOMES.items()}
 
 
-def _history(provider: str, product: str, text: str | None) -> list[HistoryEntry]:
-    """Decodes what apply.lua appended (core.keys: the entry's layout)."""
-    if not text:
-        return []
+def _history(provider: str, product: str, raw: dict[str, str]) -> list[HistoryEntry]:
+    """Decodes the ring apply.lua appends to (core.keys: its layout), oldest first."""
+    count = int(raw.get(MessageField.HISTORY_COUNT, 0))
+    kept = range(max(0, count - keys.MAX_HISTORY), count)
+    slots = (keys.history_field(n % keys.MAX_HISTORY) for n in kept)
     entries = []
-    for entry in text.split(keys.HISTORY_SEP):
+    for entry in [raw[s] for s in slots if s in raw]:
         head, received36, delta, *rest = entry.split(keys.HISTORY_PART_SEP)
         outcome, code = OUTCOME_OF_LETTER[head[0]], int(head[1:])
         received = int(received36, 36)

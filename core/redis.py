@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
@@ -69,3 +71,27 @@ def _url_options(url: str | None) -> dict[str, Any]:
     if parsed.get("connection_class") is SSLConnection:
         options["ssl"] = True
     return options
+
+
+def connect_async(settings: Settings) -> AsyncRedis:
+    """An asyncio client (the forwarder), connecting as `connect` does; strings decoded."""
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 30,
+        "decode_responses": True,
+    }
+    if not settings.redis_sentinels:
+        return AsyncRedis.from_url(settings.redis, **options)
+    password = settings.redis_sentinel_password
+    sentinel = AsyncSentinel(
+        settings.redis_sentinels,
+        sentinel_kwargs={
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+            "password": str(password) if password else None,
+        },
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master, **_url_options(settings.redis_url), **options
+    )

@@ -18,6 +18,7 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 from core.clock import MAX_AGE_MS
+from core.forwarding import ForwardSettings
 from core.keys import DEFAULT_PREFIX, Keys
 from core.products import PRODUCTS
 
@@ -172,6 +173,8 @@ class Settings:
     body_timeout: float
     max_connections: int
     max_header_bytes: int
+    # Events out and the delivery timer (issue 15): FORWARD_*, OUTBOX_*, DELIVERY_TIMEOUT*.
+    forward: ForwardSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -233,6 +236,7 @@ class Settings:
             body_timeout=config("BODY_TIMEOUT", cast=float, default=10.0),
             max_connections=config("MAX_CONNECTIONS", cast=int, default=512),
             max_header_bytes=config("MAX_HEADER_BYTES", cast=int, default=16 * 1024),
+            forward=ForwardSettings.from_config(config),
         )._checked()
 
     def _checked(self) -> Settings:

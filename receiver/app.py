@@ -19,13 +19,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core import counters, logs, storage
 from core.redis import connect
 from core.settings import Settings, trusts_anyone
-from receiver import admin, callbacks, ops
+from receiver import admin, callbacks, console, ops, stats
 from receiver.auth import Throttled
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
@@ -40,7 +40,7 @@ CALLBACK_ROUTES = "/callbacks/"
 METRICS = [Route("/metrics", ops.metrics), Route("/metrics/shared", ops.shared_metrics)]
 
 
-def routes(settings: Settings) -> list[Route]:
+def routes(settings: Settings) -> list[BaseRoute]:
     """The public listener's routes: /metrics only when it has no listener of its own."""
     metrics = METRICS if settings.metrics_port is None else []
     return [
@@ -57,9 +57,11 @@ def routes(settings: Settings) -> list[Route]:
         Route("/messages/{provider}/{message_id:path}", admin.message),
         Route("/openapi.json", ops.openapi_document),
         Route("/billing", admin.billing),
+        Route("/stats", stats.stats),
         *metrics,
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),
+        *console.routes(),
     ]
 
 
@@ -98,7 +100,7 @@ def create_metrics_app(app: Starlette) -> Starlette:
     return metrics_app
 
 
-def _starlette(settings: Settings, routes: list[Route], lifespan: object) -> Starlette:
+def _starlette(settings: Settings, routes: list[BaseRoute], lifespan: object) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[

@@ -66,12 +66,19 @@ class Guard:
     def check_admin(self, request: Request, tokens: Tokens | None) -> None:
         self._check(request, tokens, "bad_admin_token")
 
+    def check_admin_token(self, request: Request, tokens: Tokens | None, given: str) -> None:
+        """An admin token given otherwise than as a bearer header (the console's login form),
+        counted and throttled the same way."""
+        self._check(request, tokens, "bad_admin_token", given)
+
     def check_metrics(self, request: Request, tokens: Tokens | None) -> None:
         """/metrics is open without METRICS_TOKEN."""
         if tokens is not None:
             self._check(request, tokens, "bad_metrics_token")
 
-    def _check(self, request: Request, tokens: Tokens | None, reason: str) -> None:
+    def _check(
+        self, request: Request, tokens: Tokens | None, reason: str, given: str | None = None
+    ) -> None:
         source = source_of(request)
         with self._lock:
             retry_after = self._blocked(source)
@@ -80,8 +87,10 @@ class Guard:
         if tokens is None:
             refusal = Rejected("admin_closed", "ADMIN_TOKEN is not configured", 403)
         else:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() == "bearer" and tokens.matches(given.strip()):
+            if given is None:
+                scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+                given = bearer if scheme.lower() == "bearer" else ""
+            if given and tokens.matches(given.strip()):
                 with self._lock:
                     self.failures.pop(source, None)
                 return

@@ -18,6 +18,7 @@ from rq import Queue
 
 from core import counters
 from core.keys import Keys
+from core.outbox import endpoint_states
 from core.read import Reader
 
 Labels = tuple[str, ...]
@@ -35,7 +36,11 @@ class RedisCollector(Collector):
         shows missing series (and redis_up 0), never counters that went backwards.
         """
         try:
-            metrics = [*self._counters(), *_queue_gauges(self.queue, self.reader.keys)]
+            metrics = [
+                *self._counters(),
+                *_queue_gauges(self.queue, self.reader.keys),
+                *_forward_gauges(self.queue.connection, self.reader.keys),
+            ]
         except RedisError:
             metrics = []
         up = GaugeMetricFamily("otp_redis_up", "Whether Redis answered this scrape")
@@ -110,6 +115,24 @@ def _queue_gauges(queue: Queue, keys: Keys) -> Iterator[Metric]:
     )
     failed.add_metric([queue.name], queue.failed_job_registry.count)
     yield failed
+
+
+def _forward_gauges(redis: Redis, keys: Keys) -> Iterator[Metric]:
+    backlog = GaugeMetricFamily(
+        "otp_forward_backlog_events",
+        "Events not yet delivered to the endpoint (unread, in flight, waiting to retry)",
+        labels=["endpoint"],
+    )
+    dead = GaugeMetricFamily(
+        "otp_forward_dead_events",
+        "Events that exhausted their retries, kept for `python -m workers.forward replay`",
+        labels=["endpoint"],
+    )
+    for state in endpoint_states(redis, keys):
+        backlog.add_metric([state.endpoint], state.backlog)
+        dead.add_metric([state.endpoint], state.dead)
+    yield backlog
+    yield dead
 
 
 def _oldest_age(queue: Queue) -> float:

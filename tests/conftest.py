@@ -16,6 +16,7 @@ from core.embedded import RedisServer
 from core.read import Reader
 from core.settings import Settings
 from receiver.app import create_app
+from tests import batches
 from tests.support import make_settings
 from workers import jobs
 from workers.store import Store
@@ -65,3 +66,10 @@ def app_client(redis_server, store):
             return stack.enter_context(TestClient(app, **extra))
 
         yield make
+
+
+@pytest.fixture
+def failing(redis, redis_server):
+    """Settings for batches the worker fails for real (tests/batches.py): no retries."""
+    yield make_settings(redis_server.url, JOB_RETRIES="0")
+    redis.acl_deluser(batches.APPLIER)  # the server outlives the test; FLUSHALL keeps users

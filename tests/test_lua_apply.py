@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core import counters, keys
@@ -21,30 +21,9 @@ from tests.reference import (
     reference,
     stored,
 )
+from tests.strategies import SLOW, callbacks, with_intruders
 from tests.support import run_jobs
 from workers.store import Store
-
-SLOW = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-def _callbacks(intruders: bool) -> st.SearchStrategy:
-    return st.lists(
-        st.builds(
-            event,
-            st.sampled_from(sorted(PRODUCTS)),
-            st.sampled_from([*range(14), UNKNOWN_CODE]),
-            st.sampled_from([-1, -1, 0, 1]),
-            st.sampled_from([False] * 5 + [True]) if intruders else st.just(False),
-        ),
-        max_size=25,
-    )
-
-
-callbacks = _callbacks(intruders=False)
-# Some callbacks name another product than their message's (a wrong callback URL).
-with_intruders = _callbacks(intruders=True)
 
 
 @SLOW

@@ -18,13 +18,14 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from core.read import BillingRow, MessageView
+from core.scorecard import Scorecard
 from receiver import openapi
 from receiver.app import create_app
 from tests.samples import verihubs_params, verihubs_url
 from tests.support import ADMIN, run_jobs
 
 OTP_PATH = "/callbacks/verihubs/{product}/{token}"
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
+JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
 DOCUMENT = openapi.document()
 SCHEMAS = DOCUMENT["components"]["schemas"]
 
@@ -34,6 +35,10 @@ SCHEMAS = DOCUMENT["components"]["schemas"]
 
 def test_the_message_schema_is_the_message_view():
     _assert_describes(SCHEMAS["Message"], MessageView)
+
+
+def test_the_stats_schema_is_the_scorecard():
+    _assert_describes(SCHEMAS["Stats"], Scorecard)
 
 
 def test_the_billing_rows_schema_is_the_billing_row():

@@ -12,7 +12,8 @@
 --       message ttl ms, applied-bitmap ttl ms, events in the batch,
 --       the provider's billing flag (-1: none sent, 0: not billable, 1: billable),
 --       billing horizon ms, the provider's status as sent ('' : the code says it all),
---       message id
+--       message id, delivery timeout ms of the product (0: none), outbox bound
+-- KEYS (events out): KEYS[8] the outbox stream, KEYS[9] the delivery timer set
 --
 -- The billing record (core.keys.BillingRecord) keeps product, statuses, flags, first time,
 -- observed latency stages and billing scheme for the billing horizon, longer than the
@@ -38,7 +39,8 @@ local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
 local MAX_UNKNOWN = __MAX_UNKNOWN__
 local HISTORY_LETTER, MAX_HISTORY = __HISTORY_OUTCOMES__, __MAX_HISTORY__
-local HISTORY_SEP, HISTORY_PART_SEP = __HISTORY_SEP__, __HISTORY_PART_SEP__
+local HISTORY_PART_SEP = __HISTORY_PART_SEP__
+local OF, STATE_TYPE = __OUTBOX_FIELDS__, __STATE_TYPE__
 
 local msg, counters, billing, applied, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local provider, code, at = ARGV[1], ARGV[4], tonumber(ARGV[5])
@@ -152,26 +154,16 @@ local function base36(n)
   return s
 end
 
--- This callback, appended to the message's history (core.keys.HISTORY_OUTCOMES); past
--- MAX_HISTORY entries the oldest is dropped and counted.
+-- This callback, appended to the message's history (core.keys.HISTORY_OUTCOMES): the n-th
+-- goes to ring slot (n - 1) % MAX_HISTORY, overwriting (dropping) the oldest past the bound.
 local function remember(outcome, other_product)
   local received = tonumber(ARGV[6])
   local entry = HISTORY_LETTER[outcome] .. code .. HISTORY_PART_SEP .. base36(received)
     .. HISTORY_PART_SEP .. (received - at)
   if ARGV[14] ~= '' or other_product then entry = entry .. HISTORY_PART_SEP .. ARGV[14] end
   if other_product then entry = entry .. HISTORY_PART_SEP .. other_product end
-  local history = redis.call('HGET', msg, F.history)
-  if history then
-    history = history .. HISTORY_SEP .. entry
-    local _, seps = string.gsub(history, HISTORY_SEP, '')
-    if seps >= MAX_HISTORY then
-      history = string.sub(history, string.find(history, HISTORY_SEP, 1, true) + 1)
-      redis.call('HINCRBY', msg, F.history_dropped, 1)
-    end
-  else
-    history = entry
-  end
-  redis.call('HSET', msg, F.history, history)
+  local n = redis.call('HINCRBY', msg, F.history_count, 1)
+  redis.call('HSET', msg, F.history_prefix .. ((n - 1) % MAX_HISTORY), entry)
 end
 
 -- First-seen times keep the earliest of all copies, whatever their order.
@@ -315,6 +307,23 @@ end
 if redis.call('ZADD', prefix .. after_name, 'LT', 'CH', since, ARGV[15]) == 1 then
   redis.call('ZREMRANGEBYSCORE', prefix .. after_name, '-inf',
     '(' .. (tonumber(ARGV[7]) - tonumber(ARGV[9])))
+end
+-- Events out, in this same step (a transactional outbox): each change of state is appended
+-- to the outbox with the message's next sequence number. A message that starts (its first
+-- state requested or sent) arms its delivery timer; a state past those disarms it
+-- (workers/timer.lua fires what is left when due).
+if after ~= before then
+  local seq = redis.call('HINCRBY', msg, F.sequence, 1)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[17], '*', OF.type, STATE_TYPE,
+    OF.provider, provider, OF.product, product, OF.message_id, ARGV[15],
+    OF.previous, before_name, OF.state, after_name, OF.billable, is and '1' or '0',
+    OF.at, ARGV[5], OF.sequence, seq)
+  local timer = provider .. ':' .. ARGV[15]
+  if before < 0 and has(STARTS, after) and tonumber(ARGV[16]) > 0 then
+    redis.call('ZADD', KEYS[9], now_first + tonumber(ARGV[16]), timer)
+  elseif before >= 0 and has(STARTS, before) and not has(STARTS, after) then
+    redis.call('ZREM', KEYS[9], timer)
+  end
 end
 redis.call('PEXPIRE', msg, ARGV[9])
 redis.call('SET', record,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from functools import cache
 from importlib.resources import files
 
-from core import counters, keys, model, products
+from core import counters, keys, model, products, webhooks
 
 # What the script answers for an event of a batch that was applied before.
 REPLAY = "replay"
@@ -70,19 +70,22 @@ def constants() -> dict[str, str]:
         "__MAX_UNKNOWN__": str(keys.MAX_UNKNOWN_CODES),
         "__HISTORY_OUTCOMES__": _lua_table(keys.HISTORY_OUTCOMES),
         "__MAX_HISTORY__": str(keys.MAX_HISTORY),
-        "__HISTORY_SEP__": _lua_value(keys.HISTORY_SEP),
         "__HISTORY_PART_SEP__": _lua_value(keys.HISTORY_PART_SEP),
+        "__OUTBOX_FIELDS__": _lua_table({f.name.lower(): f.value for f in webhooks.OutboxField}),
+        "__STATE_TYPE__": _lua_value(webhooks.STATE_TYPE_FIELD),
+        "__TIMEOUT_TYPE__": _lua_value(webhooks.TIMEOUT_TYPE_FIELD),
         "__FLAG_BILLABLE__": str(int(model.BillingFlag.BILLABLE)),
         "__FLAG_NOT_BILLABLE__": str(int(model.BillingFlag.NOT_BILLABLE)),
     }
 
 
 @cache
-def source() -> str:
-    text = files("workers").joinpath("apply.lua").read_text()
-    for name, value in constants().items():
-        text = text.replace(name, value)
+def source(name: str = "apply.lua") -> str:
+    """A script of this package (apply.lua, timer.lua) with the constants filled in."""
+    text = files("workers").joinpath(name).read_text()
+    for constant, value in constants().items():
+        text = text.replace(constant, value)
     left = re.findall(r"__[A-Z_]+__", text)
     if left:
-        raise RuntimeError(f"apply.lua names constants the renderer does not know: {left}")
+        raise RuntimeError(f"{name} names constants the renderer does not know: {left}")
     return text

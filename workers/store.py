@@ -7,7 +7,7 @@ Reads live in `core/read.py`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis import Redis
 from redis.client import Pipeline
@@ -35,6 +35,8 @@ class Store:
             settings.billing_horizon,
             settings.queue_name,
             settings.keys,
+            settings.forward.delivery_timeouts,
+            settings.forward.outbox_max_events,
         )
 
     def __init__(
@@ -45,6 +47,9 @@ class Store:
         billing_horizon: int,
         queue_name: str,
         keys: Keys = DEFAULT,
+        # (provider, product) -> DELIVERY_TIMEOUT seconds; 0 or missing: no timer.
+        delivery_timeouts: Mapping[tuple[str, str], int] | None = None,
+        outbox_max_events: int = 100_000,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -52,6 +57,8 @@ class Store:
         self.message_ttl_ms = message_ttl * 1000
         self.applied_ttl_ms = applied_ttl * 1000
         self.billing_horizon_ms = billing_horizon * 1000
+        self.delivery_timeouts_ms = {k: v * 1000 for k, v in (delivery_timeouts or {}).items()}
+        self.outbox_max_events = outbox_max_events
         self._source = script.source()
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
@@ -99,7 +106,7 @@ class Store:
             e = events[index]
             pipe.evalsha(
                 self._sha,
-                7,
+                9,
                 self.keys.message(e.provider, e.message_id),
                 self.keys.counters,
                 self.keys.billing,
@@ -107,6 +114,8 @@ class Store:
                 self.keys.billing_record(e.provider, e.message_id),
                 self.queued_events,
                 self.keys.index_prefix(e.provider),
+                self.keys.outbox,
+                self.keys.timers,
                 e.provider,
                 e.product,
                 products.status_bit(e.provider, e.product, e.code),
@@ -122,6 +131,8 @@ class Store:
                 self.billing_horizon_ms,
                 _as_sent(e),
                 e.message_id,
+                self.delivery_timeouts_ms.get((e.provider, e.product), 0),
+                self.outbox_max_events,
             )
 
 

@@ -10,7 +10,7 @@ against this document; tests/test_openapi.py holds the schemas to the code they 
 
 from __future__ import annotations
 
-from receiver.openapi import admin, components, ops
+from receiver.openapi import admin, components, events, ops, stats
 from receiver.openapi.blocks import ADMIN, CALLBACKS, OPS, Schema
 from receiver.openapi.callbacks import meta, telnyx, twilio, verihubs
 
@@ -37,6 +37,8 @@ def document(metrics: bool = True) -> Schema:
             {"name": OPS, "description": "Health, readiness, metrics, this document."},
         ],
         "paths": {k: v for k, v in paths().items() if metrics or not k.startswith("/metrics")},
+        # What the tracker sends to the application (FORWARD_URL), not what it serves.
+        "webhooks": events.webhooks_section(),
         "components": {
             "schemas": components.schemas(),
             "securitySchemes": admin.security_schemes(),
@@ -53,6 +55,7 @@ def paths() -> Schema:
         "/messages": {"get": admin.messages()},
         "/messages/{provider}/{message_id}": {"get": admin.message()},
         "/billing": {"get": admin.billing()},
+        "/stats": {"get": stats.stats()},
         "/metrics": {"get": ops.metrics()},
         "/metrics/shared": {"get": ops.shared_metrics()},
         "/healthz": {"get": ops.healthz()},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.openapi import views
+from receiver.openapi import events, stats, views
 from receiver.openapi.blocks import Schema, obj, string
 from receiver.openapi.callbacks import meta, telnyx
 
@@ -17,6 +17,8 @@ def schemas() -> Schema:
         "Message": views.message(),
         "MessagePage": views.message_page(),
         "Billing": views.billing(),
+        "Event": events.event(),
+        "Stats": stats.schema(),
     }
 
 

@@ -1,0 +1,5 @@
+"""`python -m tools.cli ...`: the same as the `otp-tracker` console script."""
+
+from tools.cli.app import main
+
+main()

@@ -99,10 +99,15 @@ def test_env_example_as_written_starts_once_the_secrets_are_filled_in():
     assert {"REDIS_URL", "CALLBACK_TOKEN", "ADMIN_TOKEN"} == set(filled)
 
 
+# Families the README documents by their pattern rather than one by one.
+DOCUMENTED_AS = {r"DELIVERY_TIMEOUT_\w+": "`DELIVERY_TIMEOUT_<PROVIDER>_<PRODUCT>`"}
+
+
 def test_readme_documents_every_variable():
     readme = (ROOT / "README.md").read_text()
     for name in {*settings_variables(), *procfile_variables()}:
-        assert f"`{name}`" in readme, name
+        pattern = next((p for p in DOCUMENTED_AS if re.fullmatch(p, name)), None)
+        assert (DOCUMENTED_AS[pattern] if pattern else f"`{name}`") in readme, name
 
 
 # systemd ---------------------------------------------------------------------------------
@@ -123,7 +128,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
         text = path.read_text().replace("/opt/otp-tracker/bin/python", sys.executable)
         (tmp_path / path.name).write_text(text)
     instances = [str(tmp_path / "otp-tracker-web@8000.service")]
-    instances.append(str(tmp_path / "otp-tracker-worker@1.service"))
+    instances += [str(tmp_path / f"otp-tracker-{name}@1.service") for name in ("worker", "forward")]
     result = subprocess.run(
         [analyze, "verify", *instances], capture_output=True, text=True, check=False
     )
@@ -196,6 +201,26 @@ def test_compose_runs_one_image_for_web_and_scalable_workers(compose_config):
     # Published on the host's loopback only: the HTTPS proxy is the way in.
     ports = [port for s in services.values() for port in s.get("ports", [])]
     assert ports and all(str(port).startswith("127.0.0.1:") for port in ports), ports
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {name: command.strip() for name, _, command in (line.partition(":") for line in lines)}
+
+
+def test_every_procfile_process_has_a_unit_and_a_compose_service(compose_config):
+    """What `make run` runs is what a deployment runs: the same processes, the same modules."""
+    services = compose_config["services"]
+    for name, command in procfile().items():
+        module = command.split("python -m ")[1].split()[0]
+        text = (UNITS / f"otp-tracker-{name}@.service").read_text()
+        assert f"ExecStart=/opt/otp-tracker/bin/python -m {module}" in text, name
+        if name == "web":  # the image's default command
+            assert "exec python -m receiver.server" in (DEPLOY / "Dockerfile").read_text()
+        else:
+            assert services[name]["command"] == ["python", "-m", module], name
+            assert services[name]["image"] == services["web"]["image"]
+            assert unit(f"otp-tracker-{name}@.service")["Service"]["Restart"] == "always"
 
 
 def test_compose_prometheus_and_grafana_get_our_files(compose_config):
@@ -272,6 +297,7 @@ DEV_ONLY_IMPORTS = {
     "schemathesis": "schemathesis",
     "pyyaml": "yaml",
     "grafana-foundation-sdk": "grafana_foundation_sdk",
+    "playwright": "playwright",
 }
 BLOCKER = """
 import importlib.abc, sys
@@ -280,7 +306,7 @@ class Refuse(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {blocked!r}:
             raise ImportError("a dev-only package: " + name)
 sys.meta_path.insert(0, Refuse())
-import core.devrun, receiver.server, workers.main
+import core.devrun, receiver.server, workers.main, workers.forward, tools.cli.app
 from receiver.app import create_app
 from core.settings import Settings
 create_app(Settings.from_env({{"REDIS_URL": "redis://127.0.0.1:1/0"}}))
@@ -290,11 +316,17 @@ print("ok")
 
 def test_the_service_runs_on_its_runtime_dependencies_alone():
     """`make run` and the image install `.` without [dev]: no module the web process, the
-    worker or `make run` load may need a test, lint or preview tool."""
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    names = {re.split(r"[<>=\[ ]", spec)[0].lower() for spec in dev["dev"]}
-    assert names <= set(DEV_ONLY_IMPORTS), names - set(DEV_ONLY_IMPORTS)
-    blocked = {DEV_ONLY_IMPORTS[name] for name in names}
+    worker, the forwarder, the otp-tracker command or `make run` load may need a test, lint
+    or preview tool."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(specs: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ]", spec)[0].lower() for spec in specs}
+
+    runtime = names(project["dependencies"])
+    dev_only = names(project["optional-dependencies"]["dev"]) - runtime
+    assert dev_only <= set(DEV_ONLY_IMPORTS), dev_only - set(DEV_ONLY_IMPORTS)
+    blocked = {DEV_ONLY_IMPORTS[name] for name in dev_only}
     code = BLOCKER.format(blocked=blocked)
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False

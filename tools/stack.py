@@ -65,6 +65,13 @@ class Stack:
         wait_until(lambda: _answers(url + "/healthz"), what="receiver start")
         return url
 
+    def start_forward(self, **env: str) -> subprocess.Popen[bytes]:
+        """`python -m workers.forward` (the Procfile's `forward`) with extra environment."""
+        args = [sys.executable, "-m", "workers.forward"]
+        forward = self._spawn(f"forward{len(self.more_webs)}", args, **env)
+        self.more_webs.append(forward)  # stopped with the web processes
+        return forward
+
     def start_worker(self, *python_args: str, **env: str) -> subprocess.Popen[bytes]:
         """`python -m workers.main` (or python with these arguments, e.g. a worker with a fault
         injected), with extra environment; returns once it has registered with RQ."""

@@ -135,6 +135,12 @@ class ForwardSettings:
         return self
 
     @property
+    def outbox_bound(self) -> int:
+        """What the apply and timer scripts keep in the outbox: nothing while no endpoint
+        is configured (no FORWARD_URL), so an unused outbox costs no memory."""
+        return self.outbox_max_events if self.urls else 0
+
+    @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(Endpoint(i, url) for i, url in enumerate(self.urls))
 

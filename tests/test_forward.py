@@ -78,6 +78,8 @@ def test_subscriber_down_then_up_gets_every_event_duplicates_only_by_id(
         subscriber.up()
         wait_until(lambda: subscriber.ids() == set(ids), what="every event after the outage")
         wait_until(lambda: endpoint_states(redis, KEYS)[0].backlog == 0, what="backlog drained")
+        # What every endpoint has taken leaves the outbox (the retries held their bodies).
+        wait_until(lambda: redis.xlen(KEYS.outbox) == 0, what="outbox trimmed")
     assert all(len(bodies) == 1 for bodies in subscriber.copies().values())
     assert subscriber.bad_signatures == 0
 

@@ -7,20 +7,35 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis as AsyncRedis
 
 from core.events import Event
 from core.keys import DEFAULT as KEYS
+from core.keys import MessageField
 from core.webhooks import OutboxEvent
 from receiver.queue_writer import QueueWriter
 from tests.reference import MIDNIGHT, PRODUCTS, event, reference
 from tests.strategies import SLOW, callbacks, with_intruders
-from tests.subscriber import outbox
+from tests.subscriber import SECRET, outbox
 from tests.support import make_settings, run_jobs
 from workers.store import Store
 from workers.timers import Timers
+
+# A deployment that forwards (without FORWARD_URL the scripts keep no outbox at all).
+FORWARDING = {
+    "FORWARD_URL": "http://127.0.0.1:9/events",
+    "FORWARD_SECRET": SECRET,
+    "FORWARD_ALLOW_INSECURE": "true",
+}
+
+
+@pytest.fixture
+def settings(redis, redis_server):
+    """conftest's `store` and run_jobs' worker are built from these."""
+    return make_settings(redis_server.url, **FORWARDING)
 
 
 def _assert_events_follow_states(redis, events: list[Event]) -> None:
@@ -104,7 +119,9 @@ def test_duplicates_late_and_unknown_callbacks_record_nothing(redis, store):
 
 
 def test_the_outbox_is_bounded(redis, redis_server):
-    store = Store.from_settings(redis, make_settings(redis_server.url, OUTBOX_MAX_EVENTS="100"))
+    store = Store.from_settings(
+        redis, make_settings(redis_server.url, OUTBOX_MAX_EVENTS="100", **FORWARDING)
+    )
     store.apply("many", [Event("verihubs", "whatsapp-otp", f"x{i}", 1, 1, 1) for i in range(2000)])
     assert redis.xlen(KEYS.outbox) < 300  # MAXLEN ~: trimmed by whole stream nodes
 
@@ -113,7 +130,7 @@ def test_the_outbox_is_bounded(redis, redis_server):
 
 
 def _timer_store(redis, redis_server, **env: str) -> Store:
-    settings = make_settings(redis_server.url, DELIVERY_TIMEOUT="30", **env)
+    settings = make_settings(redis_server.url, DELIVERY_TIMEOUT="30", **{**FORWARDING, **env})
     return Store.from_settings(redis, settings)
 
 
@@ -163,3 +180,12 @@ def test_a_timer_of_an_expired_message_fires_nothing(redis, redis_server):
     redis.delete(KEYS.message("verihubs", "gone"))  # as MESSAGE_TTL would
     assert fire(redis_server, MIDNIGHT + 60_000) == 0
     assert redis.zcard(KEYS.timers) == 0
+
+
+def test_without_forward_url_nothing_is_kept_in_the_outbox(redis, redis_server):
+    """No endpoint: the outbox would only cost memory. The sequence still counts, so a
+    message's numbers stay in order if forwarding is turned on later."""
+    store = Store.from_settings(redis, make_settings(redis_server.url, DELIVERY_TIMEOUT="30"))
+    store.apply("a", [event("m0", 1), event("m0", 2)])
+    assert not redis.exists(KEYS.outbox)
+    assert redis.hget(KEYS.message("verihubs", "m0"), MessageField.SEQUENCE) == b"2"

@@ -314,10 +314,13 @@ end
 -- (workers/timer.lua fires what is left when due).
 if after ~= before then
   local seq = redis.call('HINCRBY', msg, F.sequence, 1)
-  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[17], '*', OF.type, STATE_TYPE,
-    OF.provider, provider, OF.product, product, OF.message_id, ARGV[15],
-    OF.previous, before_name, OF.state, after_name, OF.billable, is and '1' or '0',
-    OF.at, ARGV[5], OF.sequence, seq)
+  -- Bound 0: nothing forwards (no FORWARD_URL), so nothing is kept for it.
+  if ARGV[17] ~= '0' then
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[17], '*', OF.type, STATE_TYPE,
+      OF.provider, provider, OF.product, product, OF.message_id, ARGV[15],
+      OF.previous, before_name, OF.state, after_name, OF.billable, is and '1' or '0',
+      OF.at, ARGV[5], OF.sequence, seq)
+  end
   local timer = provider .. ':' .. ARGV[15]
   if before < 0 and has(STARTS, after) and tonumber(ARGV[16]) > 0 then
     redis.call('ZADD', KEYS[9], now_first + tonumber(ARGV[16]), timer)

@@ -56,6 +56,8 @@ BLOCK_MS = 1000
 PAUSE_AFTER_ERROR = 1.0
 # Consumers of dead forwarders, with nothing pending, are forgotten after this long.
 CONSUMER_IDLE_MS = 3600_000
+# How often the outbox is trimmed of what every endpoint has taken.
+TRIM_EVERY = 5.0
 HELD_SEP = "|"
 
 # Takes the due entries of a retry set, leasing each for ARGV[3] ms (a forwarder that dies
@@ -397,6 +399,41 @@ async def check_endpoints(fs: ForwardSettings) -> None:
         await resolver.close()
 
 
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+async def needed_from(redis: Redis, keys: Keys, groups: Sequence[str]) -> str | None:
+    """The oldest outbox entry an endpoint still needs (pending: read, not yet settled; or
+    the first it has not read); None while a group does not exist yet (keep everything)."""
+    try:
+        info = {g["name"]: g for g in await redis.xinfo_groups(keys.outbox)}
+    except ResponseError:
+        return None  # no outbox yet
+    needed = []
+    for group in groups:
+        if group not in info:
+            return None
+        if int(info[group]["pending"]):
+            needed.append((await redis.xpending(keys.outbox, group))["min"])
+        else:
+            ms, seq = _stream_id(info[group]["last-delivered-id"])
+            needed.append(f"{ms}-{seq + 1}")
+    return min(needed, key=_stream_id) if needed else None
+
+
+async def trim_loop(redis: Redis, keys: Keys, groups: Sequence[str]) -> None:
+    """Events every endpoint has taken leave the outbox (a failed one is held with its body
+    in the endpoint's retry set), so in steady state it holds only what is on its way and
+    OUTBOX_MAX_EVENTS is only the bound for an endpoint that falls far behind."""
+    while True:
+        oldest = await needed_from(redis, keys, groups)
+        if oldest is not None:
+            await redis.xtrim(keys.outbox, minid=oldest, approximate=False)
+        await asyncio.sleep(TRIM_EVERY)
+
+
 async def timer_loop(timers: Timers) -> None:
     while True:
         fired = await timers.fire_due()
@@ -409,7 +446,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     fs = settings.forward
     keys = settings.keys
     redis = connect_async(settings)
-    timers = Timers(redis, keys, fs.outbox_max_events)
+    timers = Timers(redis, keys, fs.outbox_bound)
     tasks = [asyncio.create_task(_forever("timer", lambda: timer_loop(timers)))]
     session = None
     try:
@@ -439,6 +476,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             for endpoint in fs.endpoints:
                 deliverer = Deliverer(endpoint, fs, redis, session, signer, keys, consumer)
                 tasks.append(asyncio.create_task(deliverer.run()))
+            groups = [e.group for e in fs.endpoints]
+            tasks.append(
+                asyncio.create_task(_forever("trim", lambda: trim_loop(redis, keys, groups)))
+            )
             log.info("forwarding", endpoints=len(fs.endpoints))
         await stop.wait()
     finally:

@@ -36,7 +36,7 @@ class Store:
             settings.queue_name,
             settings.keys,
             settings.forward.delivery_timeouts,
-            settings.forward.outbox_max_events,
+            settings.forward.outbox_bound,
         )
 
     def __init__(

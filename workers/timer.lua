@@ -46,10 +46,12 @@ for i = 1, #due, 2 do
       local billable = has(CHARGED[lp] or 0, state)
         and (flags == 0 or bit.band(flags, FLAG_BILLABLE) ~= 0)
       local seq = redis.call('HINCRBY', msg, F.sequence, 1)
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-        OF.type, TIMEOUT_TYPE, OF.provider, provider, OF.product, product, OF.message_id, id,
-        OF.previous, NAMES[state + 1], OF.state, NAMES[state + 1],
-        OF.billable, billable and '1' or '0', OF.at, deadline, OF.sequence, seq)
+      if ARGV[4] ~= '0' then
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+          OF.type, TIMEOUT_TYPE, OF.provider, provider, OF.product, product, OF.message_id, id,
+          OF.previous, NAMES[state + 1], OF.state, NAMES[state + 1],
+          OF.billable, billable and '1' or '0', OF.at, deadline, OF.sequence, seq)
+      end
       redis.call('HINCRBY', KEYS[3], K.delivery_timeouts .. '|' .. lp, 1)
       fired = fired + 1
     end

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from redis.exceptions import ConnectionError, TimeoutError
@@ -17,6 +19,7 @@ from workers.store import Store
 
 log = structlog.get_logger("worker")
 RETRY_PAUSE = 0.5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,12 @@ def stopping() -> bool:
 
 
 def apply_batch(events: list[tuple[str, str, str, int, int, int, int, str]]) -> dict[str, int]:
-    if _binding is None:
-        raise RuntimeError("workers.jobs.bind() was not called: start the worker via its factory")
+    binding = _bound()
     job = get_current_job()
     batch_id = job.id if job is not None else "inline"
     started = time.perf_counter()
-    outcomes = _apply_through_outages(_binding, batch_id, [Event(*e) for e in events])
+    batch = [Event(*e) for e in events]
+    outcomes = _through_outages(binding, batch_id, lambda: binding.store.apply(batch_id, batch))
     summary = Counter(o.value if o else "replayed" for o in outcomes)
     log.info(
         "batch applied",
@@ -66,14 +69,46 @@ def apply_batch(events: list[tuple[str, str, str, int, int, int, int, str]]) -> 
     return dict(summary)
 
 
-def _apply_through_outages(
-    binding: Binding, batch_id: str, events: list[Event]
-) -> list[Outcome | None]:
+def events_of(args: tuple, kwargs: dict) -> list[Event]:
+    """A job's payload as apply_batch takes it; TypeError or ValueError if it is not events."""
+
+    def take(events: list[tuple[str, str, str, int, int, int, int, str]]) -> list[Event]:
+        return [Event(*e) for e in events]
+
+    return take(*args, **kwargs)
+
+
+def apply_batches(
+    batches: list[tuple[str, list[Event]]],
+) -> list[list[Outcome | None] | Exception]:
+    """Several jobs' batches at once (workers.main.BatchWorker takes them together): per
+    batch its outcomes or the error Redis answered for one of its events."""
+    binding = _bound()
+    started = time.perf_counter()
+    first = batches[0][0]
+    results = _through_outages(binding, first, lambda: binding.store.apply_many(batches))
+    log.info(
+        "batches applied",
+        jobs=len(batches),
+        events=sum(len(events) for _, events in batches),
+        failed=sum(isinstance(r, Exception) for r in results),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return results
+
+
+def _bound() -> Binding:
+    if _binding is None:
+        raise RuntimeError("workers.jobs.bind() was not called: start the worker via its factory")
+    return _binding
+
+
+def _through_outages(binding: Binding, batch_id: str, apply: Callable[[], T]) -> T:
     """Re-applying a batch is exact (replay markers), so a Redis blip is simply retried."""
     deadline = time.monotonic() + binding.retry_window
     while True:
         try:
-            return binding.store.apply(batch_id, events)
+            return apply()
         except (ConnectionError, TimeoutError) as exc:
             if _stopping.is_set() or time.monotonic() > deadline:
                 raise

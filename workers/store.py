@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from core import model, products
 from core.clock import now_ms
@@ -68,72 +68,104 @@ class Store:
         """Apply a batch, one script call per event, pipelined; None marks a replayed event.
 
         With a caller's pipeline the calls are only queued on it and nothing is returned
-        (the caller must have loaded the script: `load_script`).
+        (the caller must have loaded the script: `load_script`). Raises the first error
+        Redis answered for an event (the batch's other events are applied all the same).
         """
-        applied, now = self.keys.applied(batch_id), now_ms()
         if pipeline is not None:
-            self._queue(pipeline, applied, events, range(len(events)), now)
+            applied, now = self.keys.applied(batch_id), now_ms()
+            for index in range(len(events)):
+                self._queue(pipeline, applied, events, index, now)
             return []
-        outcomes: list[model.Outcome | None] = []
-        for start in range(0, len(events), PIPELINE_CHUNK):
-            chunk = range(start, min(start + PIPELINE_CHUNK, len(events)))
-            outcomes += self._execute(applied, events, chunk, now)
-        return outcomes
+        (result,) = self.apply_many([(batch_id, events)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def apply_many(
+        self, batches: Sequence[tuple[str, Sequence[Event]]]
+    ) -> list[list[model.Outcome | None] | Exception]:
+        """Apply several batches (each with its own replay marker) in as few round trips as
+        PIPELINE_CHUNK allows: per batch its outcomes, or the first error Redis answered for
+        one of its events. Errors of the connection itself are raised."""
+        now = now_ms()
+        marked = [(self.keys.applied(batch_id), events) for batch_id, events in batches]
+        calls = [(b, i) for b, (_, events) in enumerate(marked) for i in range(len(events))]
+        outcomes: list[list[model.Outcome | None]] = [[] for _ in batches]
+        errors: list[Exception | None] = [None] * len(batches)
+        for start in range(0, len(calls), PIPELINE_CHUNK):
+            chunk = calls[start : start + PIPELINE_CHUNK]
+            for (b, _), reply in zip(chunk, self._execute(marked, chunk, now), strict=True):
+                if isinstance(reply, Exception):
+                    errors[b] = errors[b] or reply
+                else:
+                    outcomes[b].append(_outcome(reply))
+        return [errors[b] or outcomes[b] for b in range(len(batches))]
 
     def load_script(self) -> None:
         self.redis.script_load(self._source)
 
     def _execute(
-        self, applied: str, events: Sequence[Event], chunk: range, now: int
-    ) -> list[model.Outcome | None]:
+        self,
+        marked: Sequence[tuple[str, Sequence[Event]]],
+        chunk: Sequence[tuple[int, int]],
+        now: int,
+    ) -> list[object]:
+        """One round trip: the replies of the chunk's calls, an error where Redis refused one."""
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
-            self._queue(pipe, applied, events, chunk, now)
-            try:
-                return [_outcome(r) for r in pipe.execute()]
-            except NoScriptError:
-                # Redis restarted or its script cache was flushed: load and apply again,
-                # which is exact because every event is applied at most once.
-                if attempt == 2:
-                    raise
-                self.load_script()
+            for b, index in chunk:
+                applied, events = marked[b]
+                self._queue(pipe, applied, events, index, now)
+            commands = list(pipe.command_stack)
+            replies = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                for number, (reply, command) in enumerate(zip(replies, commands, strict=True), 1):
+                    if isinstance(reply, ResponseError):
+                        # Named as redis-py names the error it raises (the command, its keys):
+                        # core.failed hides the message ids in it.
+                        pipe.annotate_exception(reply, number, command[0])
+                return replies
+            # Redis restarted or its script cache was flushed: load and apply again,
+            # which is exact because every event is applied at most once.
+            if attempt == 2:
+                return replies
+            self.load_script()
         raise AssertionError("unreachable")
 
     def _queue(
-        self, pipe: Pipeline, applied: str, events: Sequence[Event], indexes: range, now: int
+        self, pipe: Pipeline, applied: str, events: Sequence[Event], index: int, now: int
     ) -> None:
-        for index in indexes:
-            e = events[index]
-            pipe.evalsha(
-                self._sha,
-                9,
-                self.keys.message(e.provider, e.message_id),
-                self.keys.counters,
-                self.keys.billing,
-                applied,
-                self.keys.billing_record(e.provider, e.message_id),
-                self.queued_events,
-                self.keys.index_prefix(e.provider),
-                self.keys.outbox,
-                self.keys.timers,
-                e.provider,
-                e.product,
-                products.status_bit(e.provider, e.product, e.code),
-                e.code,
-                e.at_ms,
-                e.received_ms,
-                now,
-                index,
-                self.message_ttl_ms,
-                self.applied_ttl_ms,
-                len(events),
-                e.billable,
-                self.billing_horizon_ms,
-                _as_sent(e),
-                e.message_id,
-                self.delivery_timeouts_ms.get((e.provider, e.product), 0),
-                self.outbox_max_events,
-            )
+        e = events[index]
+        pipe.evalsha(
+            self._sha,
+            9,
+            self.keys.message(e.provider, e.message_id),
+            self.keys.counters,
+            self.keys.billing,
+            applied,
+            self.keys.billing_record(e.provider, e.message_id),
+            self.queued_events,
+            self.keys.index_prefix(e.provider),
+            self.keys.outbox,
+            self.keys.timers,
+            e.provider,
+            e.product,
+            products.status_bit(e.provider, e.product, e.code),
+            e.code,
+            e.at_ms,
+            e.received_ms,
+            now,
+            index,
+            self.message_ttl_ms,
+            self.applied_ttl_ms,
+            len(events),
+            e.billable,
+            self.billing_horizon_ms,
+            _as_sent(e),
+            e.message_id,
+            self.delivery_timeouts_ms.get((e.provider, e.product), 0),
+            self.outbox_max_events,
+        )
 
 
 def _as_sent(e: Event) -> str:

@@ -83,6 +83,7 @@ def create_app(
         guard.cancel()
         await ctx.batcher.flush_counts()  # refusals still only counted in memory
         ctx.batcher.writer.close()
+        await ctx.batcher.writer.aclose()
         redis.close()
 
     app = _starlette(settings, routes(settings), lifespan)

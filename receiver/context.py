@@ -9,7 +9,7 @@ from redis import Redis
 
 from core.queue import queue
 from core.read import Reader
-from core.redis import connect
+from core.redis import connect, connect_async
 from core.settings import Settings
 from receiver.auth import Guard
 from receiver.batcher import GroupCommit
@@ -39,7 +39,9 @@ class Context:
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
         reader = Reader(redis, settings.keys)
         # The writer has a connection of its own: WAIT must follow its transaction on it.
-        writer = QueueWriter(connect(settings, writer=True), settings)
+        writer = QueueWriter(
+            connect(settings, writer=True), settings, connect_async(settings, writer=True)
+        )
         registry.register(RedisCollector(reader, queue(redis, settings)))
         memory = MemoryGuard(redis, settings.redis_memory_limit, settings.allow_evicting_redis)
         registry.register(memory)

@@ -2,7 +2,9 @@
 then the sustained end-to-end figures of bench/e2e.py (BENCH_E2E_*; BENCH_E2E=0 leaves them
 out, `python -m bench.e2e` runs them alone).
 
-Prints a table and writes bench/results/latest.json.
+Prints a table and writes bench/results/latest.json. `python -m bench.run receiver [N]` runs
+only the receiver figures, N times (default 3: the machine is shared and noisy), each run's
+JSON and then the median ratio.
 """
 
 from __future__ import annotations
@@ -175,8 +177,26 @@ def _session(i: int) -> str:
     return f"{i:08x}-7c2e-4b5e-9f1a-{i:012x}"  # a UUID, as Verihubs sends
 
 
+def receiver_only(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), durable=False).start()
+        try:
+            env = {**os.environ, "REDIS_URL": server.url, "CALLBACK_TOKEN": TOKEN,
+                   "ADMIN_TOKEN": TOKEN, "MAX_BACKLOG": "10000000"}  # fmt: skip
+            runs = [receiver(Redis.from_url(server.url), env) for _ in range(repeats)]
+        finally:
+            server.stop()
+    for run in runs:
+        print(json.dumps(run))
+    ratios = sorted(run["group_commit_ratio"] for run in runs)
+    print(f"median ratio of bare: {ratios[len(ratios) // 2]:.2f} (runs: {ratios})")
+
+
 def main() -> None:
     logs.configure("error")
+    if sys.argv[1:2] == ["receiver"]:
+        receiver_only(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp), durable=False).start()
         try:

@@ -56,7 +56,11 @@ def configure(level: str = "info") -> None:
         logger.propagate = True
     # Never uvicorn's access log, whatever its --log-level: its lines carry the raw path, and
     # with it the callback token (the receiver's own request line logs the route instead).
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Not propagated either: uvicorn's protocol logs access only if the logger has a handler
+    # (its own or an ancestor's), and would otherwise build each line's arguments per request.
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.WARNING)
+    access.propagate = False
 
 
 class Repeats(logging.Filter):

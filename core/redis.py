@@ -13,6 +13,7 @@ from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
@@ -73,14 +74,22 @@ def _url_options(url: str | None) -> dict[str, Any]:
     return options
 
 
-def connect_async(settings: Settings) -> AsyncRedis:
-    """An asyncio client (the forwarder), connecting as `connect` does; strings decoded."""
+def connect_async(settings: Settings, *, writer: bool = False) -> AsyncRedis:
+    """An asyncio client (the forwarder), connecting as `connect` does; strings decoded.
+
+    `writer`: the receiver's job writer on the event loop, as `connect(writer=True)` (one
+    connection, read timeout covering WAIT, nothing re-sent), replies left as bytes."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 30,
         "decode_responses": True,
     }
+    if writer:
+        options["socket_timeout"] = settings.redis_timeout + settings.redis_replica_timeout
+        options["max_connections"] = 1
+        options["retry"] = AsyncRetry(NoBackoff(), 0)
+        options["decode_responses"] = False
     if not settings.redis_sentinels:
         return AsyncRedis.from_url(settings.redis, **options)
     password = settings.redis_sentinel_password

@@ -29,10 +29,12 @@ from receiver import admin, callbacks, console, ops, stats
 from receiver.auth import Throttled
 from receiver.context import Context
 from receiver.errors import Rejected, Unavailable
+from receiver.fast_path import VerihubsFastPath
 from receiver.http_metrics import RequestLog, annotate
 
 log = structlog.get_logger("receiver")
 CALLBACK_ROUTES = "/callbacks/"
+VERIHUBS_ROUTE = "/callbacks/verihubs/{product}/{token}"
 
 
 # /metrics is per process (scrape every one); /metrics/shared is what Redis holds, the same
@@ -45,7 +47,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
     metrics = METRICS if settings.metrics_port is None else []
     return [
         Route(
-            "/callbacks/verihubs/{product}/{token}",
+            VERIHUBS_ROUTE,
             callbacks.verihubs_callback,
             methods=["GET", "POST"],
         ),
@@ -83,6 +85,7 @@ def create_app(
         guard.cancel()
         await ctx.batcher.flush_counts()  # refusals still only counted in memory
         ctx.batcher.writer.close()
+        await ctx.batcher.writer.aclose()
         redis.close()
 
     app = _starlette(settings, routes(settings), lifespan)
@@ -104,9 +107,9 @@ def _starlette(settings: Settings, routes: list[BaseRoute], lifespan: object) ->
     app = Starlette(
         routes=routes,
         middleware=[
-            # The client address from X-Forwarded-For, only when the peer is a trusted proxy.
-            Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies)),
+            *_proxy_headers(settings),
             Middleware(RequestLog),
+            *_fast_path(routes),
         ],
         exception_handlers={
             Rejected: rejected,
@@ -119,6 +122,20 @@ def _starlette(settings: Settings, routes: list[BaseRoute], lifespan: object) ->
     # A redirect would repeat the callback token in a Location header and store nothing.
     app.router.redirect_slashes = False
     return app
+
+
+def _proxy_headers(settings: Settings) -> list[Middleware]:
+    """The client address from X-Forwarded-For, only when the peer is a trusted proxy; with
+    no TRUSTED_PROXIES the middleware would change nothing, and is left out."""
+    if not settings.trusted_proxies:
+        return []
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
+
+
+def _fast_path(routes: list[BaseRoute]) -> list[Middleware]:
+    """The Verihubs GET callback in plain ASGI (receiver/fast_path.py), where it is served."""
+    hot = [r for r in routes if isinstance(r, Route) and r.path == VERIHUBS_ROUTE]
+    return [Middleware(VerihubsFastPath, route=route) for route in hot[:1]]
 
 
 def _check_storage(redis: Redis, settings: Settings) -> None:

@@ -128,7 +128,11 @@ class GroupCommit:
     async def _write(self, batch: Pending, counts: Counter[str]) -> None:
         events = [e for caller, _ in batch for e in caller]
         try:
-            self.backlog = await asyncio.to_thread(self.writer.write, events, counts)
+            write_async = getattr(self.writer, "write_async", None)
+            if write_async is not None and getattr(self.writer, "aredis", None) is not None:
+                self.backlog = await write_async(events, counts)
+            else:
+                self.backlog = await asyncio.to_thread(self.writer.write, events, counts)
             self._measured_at = time.monotonic()
         except NotReplicated as exc:  # stored, counters included: nothing to keep for later
             self.backlog, self._measured_at = exc.backlog, time.monotonic()

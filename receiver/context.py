@@ -9,7 +9,7 @@ from redis import Redis
 
 from core.queue import queue
 from core.read import Reader
-from core.redis import connect
+from core.redis import connect, connect_async
 from core.settings import Settings
 from receiver.auth import Guard
 from receiver.batcher import GroupCommit
@@ -42,7 +42,9 @@ class Context:
     def build(cls, settings: Settings, redis: Redis, registry: CollectorRegistry) -> Context:
         reader = Reader(redis, settings.keys)
         # The writer has a connection of its own: WAIT must follow its transaction on it.
-        writer = QueueWriter(connect(settings, writer=True), settings)
+        writer = QueueWriter(
+            connect(settings, writer=True), settings, connect_async(settings, writer=True)
+        )
         # Two registries, two pages: scraping every process's /metrics must not multiply the
         # business figures by the number of processes.
         shared = CollectorRegistry()

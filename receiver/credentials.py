@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import TypeVar
 
@@ -25,6 +25,11 @@ class Tokens:
     """Tokens valid at once (a rotation: the new one added before the old one is removed)."""
 
     secrets: tuple[Secret, ...]
+    # Encoded once, not on every callback.
+    encoded: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", tuple(str(s).encode() for s in self.secrets))
 
     @classmethod
     def of(cls, secrets: tuple[Secret, ...]) -> Tokens | None:
@@ -35,8 +40,8 @@ class Tokens:
         """Compared with every token, each in constant time: the time taken tells nothing of
         which one (if any) it matched."""
         candidate, found = given.encode(), False
-        for secret in self.secrets:
-            found |= hmac.compare_digest(candidate, str(secret).encode())
+        for secret in self.encoded:
+            found |= hmac.compare_digest(candidate, secret)
         return found
 
 

@@ -34,6 +34,18 @@ class HttpMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # Each label set's children, looked up once: `labels()` costs more than the
+        # increments (the label values are bounded, see above, and so is this).
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = (route, method if method in METHODS else OTHER_METHOD, str(status))
+        children = self._children.get(labels)
+        if children is None:
+            children = self.requests.labels(*labels), self.duration.labels(*labels)
+            self._children[labels] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def annotate(scope: Scope, **fields: object) -> None:
@@ -73,9 +85,7 @@ class RequestLog:
         method = scope["method"]
         ctx = getattr(scope["app"].state, "ctx", None)
         if ctx is not None:
-            labels = (route, method if method in METHODS else OTHER_METHOD, str(status))
-            ctx.http.requests.labels(*labels).inc()
-            ctx.http.duration.labels(*labels).observe(seconds)
+            ctx.http.observe(route, method, status, seconds)
         fields = scope[LOG_FIELDS]
         if status >= 400 and scope.get("client"):
             # Who was refused: the address after TRUSTED_PROXIES (the proxy middleware runs

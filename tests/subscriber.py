@@ -44,6 +44,9 @@ class Subscriber:
     port: int = field(default_factory=free_port)
     status: int = 204
     delay: float = 0.0
+    # Every `slow_every`-th request answered after `slow_delay` s (a real endpoint's tail).
+    slow_every: int = 0
+    slow_delay: float = 0.0
     secret: str = SECRET
     received: list[Received] = field(default_factory=list)
     bad_signatures: int = 0
@@ -63,6 +66,7 @@ class Subscriber:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with subscriber._lock:
                     subscriber.requests += 1
+                    nth = subscriber.requests
                 try:
                     event = verifier.verify(body, dict(self.headers))
                 except WebhookVerificationError:
@@ -73,6 +77,8 @@ class Subscriber:
                     return
                 if subscriber.delay:
                     time.sleep(subscriber.delay)
+                if subscriber.slow_every and nth % subscriber.slow_every == 0:
+                    time.sleep(subscriber.slow_delay)
                 status = subscriber.status
                 if 200 <= status < 300:
                     with subscriber._lock:

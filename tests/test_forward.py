@@ -111,6 +111,37 @@ def test_a_dead_endpoint_never_delays_another(redis, redis_server, subscriber, t
         stalled.down()
 
 
+def test_a_healthy_endpoint_keeps_up_with_a_steady_stream_while_another_fails(
+    redis, redis_server, subscriber, tmp_path
+):
+    """250 events/s for 15 s; endpoint 1 answers 503 to every one (each retried with
+    backoff); endpoint 0 answers at once, but one request in 50 after 0.25 s. Endpoint 0
+    stays within a second of the stream and has everything at once after it ends (it fell
+    thousands behind when each batch of attempts waited for its slowest answer)."""
+    subscriber.slow_every, subscriber.slow_delay = 50, 0.25
+    failing = Subscriber(status=503).up()
+    rate, seconds = 250, 15
+    env = {"FORWARD_URL": f"{subscriber.url},{failing.url}", "FORWARD_FIRST_RETRY": "2"}
+    try:
+        with forwarder(redis_server.url, tmp_path / "fwd.log", **env):
+            ids, worst, started = [], 0, time.monotonic()
+            next_sample = started
+            while (elapsed := time.monotonic() - started) < seconds:
+                while len(ids) < elapsed * rate:
+                    ids.append(add_event(redis, f"m{len(ids)}", "sent"))
+                if time.monotonic() >= next_sample:
+                    worst = max(worst, endpoint_states(redis, KEYS)[0].backlog)
+                    next_sample += 0.5
+                time.sleep(0.01)
+            assert worst < rate, f"endpoint 0 fell {worst} events behind"
+            wait_until(lambda: subscriber.ids() == set(ids), timeout=3, what="all at endpoint 0")
+            assert endpoint_states(redis, KEYS)[0].backlog == 0
+            assert _attempts(redis, "http_5xx", "1") >= len(ids)  # failing all along
+    finally:
+        failing.down()
+    assert failing.received == []
+
+
 def test_a_forwarder_killed_mid_delivery_loses_nothing(redis, redis_server, subscriber, tmp_path):
     """SIGKILLed while its requests are in flight: another forwarder takes them over."""
     subscriber.delay = 0.8

@@ -4,7 +4,9 @@ It delivers the outbox's events to each FORWARD_URL, signed per Standard Webhook
 the delivery timer. Per endpoint, independently of the others and of the apply path:
 
 - a consumer group on the outbox stream (named after the URL) from which new events are
-  read, up to FORWARD_CONCURRENCY at a time, and tried at once;
+  read and tried at once, each settled on its own: at most FORWARD_CONCURRENCY attempts in
+  flight per endpoint (first attempts, retries and take-overs together), a new one started
+  as soon as one ends, so a slow answer holds one slot and not the others;
 - an event whose attempt fails is moved, in one transaction with its acknowledgement, to the
   endpoint's retry set with its body and attempt count; retries back off exponentially
   (FORWARD_FIRST_RETRY, doubling, at most two hours) for FORWARD_RETRY_WINDOW, then the
@@ -166,6 +168,30 @@ async def post(
     return Attempt(result, time.perf_counter() - started)
 
 
+class Slots:
+    """At most `size` attempts in flight, whichever loop of the endpoint starts them."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.busy = size, 0
+        self._freed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        return self.size - self.busy
+
+    async def wait_free(self) -> None:
+        while self.busy >= self.size:
+            self._freed.clear()
+            await self._freed.wait()
+
+    def take(self) -> None:
+        self.busy += 1
+
+    def give(self) -> None:
+        self.busy -= 1
+        self._freed.set()
+
+
 class Deliverer:
     """Everything one endpoint needs: its reader, its retries and its take-overs."""
 
@@ -188,6 +214,11 @@ class Deliverer:
         self._take = redis.register_script(TAKE_DUE)
         self._trim = redis.register_script(TRIM_DEAD)
         self.lease_ms = int(fs.claim_after * 1000)
+        # FORWARD_CONCURRENCY bounds the endpoint's attempts in flight, first ones, retries
+        # and take-overs together: a failing endpoint cannot take more than its share.
+        self.slots = Slots(fs.concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._buried = 0
 
     async def setup(self) -> None:
         """The endpoint's consumer group, created once: from FORWARD_BACKFILL ago, so events
@@ -203,11 +234,14 @@ class Deliverer:
 
     async def run(self) -> None:
         await _forever(f"setup {self.endpoint.label}", self.setup, once=True)
-        await asyncio.gather(
-            _forever(f"read {self.endpoint.label}", self.read_new),
-            _forever(f"retry {self.endpoint.label}", self.retry_due),
-            _forever(f"claim {self.endpoint.label}", self.take_over),
-        )
+        try:
+            await asyncio.gather(
+                _forever(f"read {self.endpoint.label}", self.read_new),
+                _forever(f"retry {self.endpoint.label}", self.retry_due),
+                _forever(f"claim {self.endpoint.label}", self.take_over),
+            )
+        finally:
+            self.cancel_in_flight()
 
     # Attempts ------------------------------------------------------------------------------
 
@@ -224,42 +258,79 @@ class Deliverer:
         ms = round(attempt.seconds * 1000)
         pipe.hincrby(self.keys.counters, counters.FORWARD_LATENCY.field(label, "sum"), ms)
 
+    # In flight -----------------------------------------------------------------------------
+
+    async def _start(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Starts one attempt as soon as a slot is free, and returns: each attempt settles on
+        its own, so one slow answer holds one slot, not a whole batch (a healthy endpoint
+        kept waiting for its slowest answer of eight fell behind a steady stream)."""
+        await self.slots.wait_free()
+        self.slots.take()
+        task = asyncio.create_task(self._settled(step))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _settled(self, step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except RedisError as exc:
+            # Not settled: the event stays pending (or leased in the retry set) and is taken
+            # over once idle, so it is tried again, not lost.
+            log.warning(
+                "redis unavailable", loop=f"attempt {self.endpoint.label}", error=type(exc).__name__
+            )
+        except Exception:
+            log.exception("attempt failed unexpectedly", endpoint=self.endpoint.label)
+        finally:
+            self.slots.give()
+
+    def cancel_in_flight(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
+
     # New events ----------------------------------------------------------------------------
 
     async def read_new(self) -> None:
         while True:
+            await self.slots.wait_free()
             reply = await self.redis.xreadgroup(
                 self.group,
                 self.consumer,
                 {self.keys.outbox: ">"},
-                count=self.fs.concurrency,
+                count=self.slots.free,
                 block=BLOCK_MS,
             )
             for _stream, entries in reply or []:
                 await self.first_attempts(entries)
 
     async def first_attempts(self, entries: Sequence[tuple[str, dict[str, str] | None]]) -> None:
-        done, tried = [], []
+        skipped = []
         for entry_id, fields in entries:
-            done.append(entry_id)
             if not fields:
-                continue  # trimmed from the stream before it was read (OUTBOX_MAX_EVENTS)
+                skipped.append(entry_id)  # trimmed before it was read (OUTBOX_MAX_EVENTS)
+                continue
             try:
                 event = OutboxEvent.from_entry(entry_id, fields)
             except (KeyError, ValueError):
                 log.warning("malformed outbox entry skipped", entry=entry_id)
+                skipped.append(entry_id)
                 continue
-            if self.fs.filter.allows(event):
-                tried.append((event, event.body()))
-        attempts = await asyncio.gather(*(self.attempt(e.id, b) for e, b in tried))
+            if not self.fs.filter.allows(event):
+                skipped.append(entry_id)
+                continue
+            await self._start(lambda e=event, i=entry_id: self._first(i, e))
+        if skipped:
+            await self.redis.xack(self.keys.outbox, self.group, *skipped)
+
+    async def _first(self, entry_id: str, event: OutboxEvent) -> None:
+        body = event.body()
+        attempt = await self.attempt(event.id, body)
         now = now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
-            for (event, body), attempt in zip(tried, attempts, strict=True):
-                self.count(pipe, attempt)
-                if attempt.result != "ok":
-                    self._hold(pipe, event.id, 1, now, body.decode(), now)
-            if done:
-                pipe.xack(self.keys.outbox, self.group, *done)
+            self.count(pipe, attempt)
+            if attempt.result != "ok":
+                self._hold(pipe, event.id, 1, now, body.decode(), now)
+            pipe.xack(self.keys.outbox, self.group, entry_id)
             await pipe.execute()
 
     def _hold(
@@ -273,53 +344,62 @@ class Deliverer:
 
     async def retry_due(self) -> None:
         while True:
+            await self.slots.wait_free()
             taken = await self._take(
                 keys=[self.retry_key, self.held_key],
-                args=[now_ms(), self.fs.concurrency, self.lease_ms],
+                args=[now_ms(), self.slots.free, self.lease_ms],
             )
             if not taken:
                 await asyncio.sleep(POLL)
                 continue
             await self.retry(list(zip(taken[::2], taken[1::2], strict=True)))
+            await self._bury_logged()
 
     async def retry(self, taken: list[tuple[str, str | None]]) -> None:
-        held = []
         for event_id, value in taken:
             if value is None:
                 await self.redis.zrem(self.retry_key, event_id)  # its body was trimmed
                 continue
             attempts, first, body = value.split(HELD_SEP, 2)
-            held.append((event_id, int(attempts), int(first), body))
-        results = await asyncio.gather(*(self.attempt(i, b.encode()) for i, _, _, b in held))
-        now, buried = now_ms(), 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for (event_id, attempts, first, body), attempt in zip(held, results, strict=True):
-                self.count(pipe, attempt)
-                if attempt.result == "ok":
-                    pipe.zrem(self.retry_key, event_id)
-                    pipe.hdel(self.held_key, event_id)
-                elif now - first >= self.fs.retry_window * 1000:
-                    pipe.zrem(self.retry_key, event_id)
-                    pipe.zadd(self.dead_key, {event_id: now})
-                    value = HELD_SEP.join((str(attempts + 1), str(first), body))
-                    pipe.hset(self.held_key, event_id, value)
-                    buried += 1
-                else:
-                    self._hold(pipe, event_id, attempts + 1, first, body, now)
-            await pipe.execute()
-        if buried:
-            log.warning(
-                "events exhausted their retries: kept for `python -m workers.forward replay`",
-                endpoint=self.endpoint.label,
-                events=buried,
+            await self._start(
+                lambda i=event_id, a=int(attempts), f=int(first), b=body: self._again(i, a, f, b)
             )
-            dropped = await self._trim(keys=[self.dead_key, self.held_key], args=[self.fs.dead_max])
-            if dropped:
-                log.warning(
-                    "dead events over FORWARD_DEAD_MAX dropped",
-                    endpoint=self.endpoint.label,
-                    events=dropped,
-                )
+
+    async def _again(self, event_id: str, attempts: int, first: int, body: str) -> None:
+        attempt = await self.attempt(event_id, body.encode())
+        now = now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.count(pipe, attempt)
+            if attempt.result == "ok":
+                pipe.zrem(self.retry_key, event_id)
+                pipe.hdel(self.held_key, event_id)
+            elif now - first >= self.fs.retry_window * 1000:
+                pipe.zrem(self.retry_key, event_id)
+                pipe.zadd(self.dead_key, {event_id: now})
+                value = HELD_SEP.join((str(attempts + 1), str(first), body))
+                pipe.hset(self.held_key, event_id, value)
+                self._buried += 1
+            else:
+                self._hold(pipe, event_id, attempts + 1, first, body, now)
+            await pipe.execute()
+
+    async def _bury_logged(self) -> None:
+        """Events that died since the last call: logged together, the dead set trimmed."""
+        buried, self._buried = self._buried, 0
+        if not buried:
+            return
+        log.warning(
+            "events exhausted their retries: kept for `python -m workers.forward replay`",
+            endpoint=self.endpoint.label,
+            events=buried,
+        )
+        dropped = await self._trim(keys=[self.dead_key, self.held_key], args=[self.fs.dead_max])
+        if dropped:
+            log.warning(
+                "dead events over FORWARD_DEAD_MAX dropped",
+                endpoint=self.endpoint.label,
+                events=dropped,
+            )
 
     # Events of forwarders that died ---------------------------------------------------------
 

@@ -531,7 +531,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     session = None
     try:
         if not fs.urls:
-            log.info("FORWARD_URL unset: no event is sent (the outbox stays bounded)")
+            log.info("FORWARD_URL unset: no event is sent nor kept in the outbox")
             await _forever("registry", lambda: redis.delete(keys.forward_endpoints), once=True)
         else:
             if fs.allow_insecure:

@@ -15,7 +15,7 @@ the delivery timer. Per endpoint, independently of the others and of the apply p
   been idle for 2 * FORWARD_TIMEOUT + 5 s, from the stream's pending list or the retry set.
 
 So delivery is at least once, with the event id (`webhook-id`) the same on every copy.
-Without FORWARD_URL nothing is sent (the outbox stays bounded by OUTBOX_MAX_EVENTS) and only
+Without FORWARD_URL nothing is sent nor kept in the outbox (ForwardSettings.outbox_bound) and only
 the timer runs.
 
 Commands: `python -m workers.forward` (serve), `... dead` (each endpoint's backlog and dead

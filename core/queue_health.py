@@ -28,13 +28,18 @@ def health(queue: Queue, keys: Keys) -> QueueHealth:
     return QueueHealth(
         name=queue.name,
         batches=redis.llen(queue.key),
-        # Below 0 only if jobs written before the count existed were applied since.
-        events=max(0, int(redis.get(keys.queued_events(queue.name)) or 0)),
+        events=queued_events(queue, keys),
         oldest_age_seconds=oldest_age(queue),
         workers=len(workers),
         busy_workers=sum(1 for w in workers if w.get_state() == "busy"),
         failed=queue.failed_job_registry.count,
     )
+
+
+def queued_events(queue: Queue, keys: Keys) -> int:
+    """Callbacks waiting in the queue's batches (what MAX_BACKLOG bounds)."""
+    # Below 0 only if jobs written before the count existed were applied since.
+    return max(0, int(queue.connection.get(keys.queued_events(queue.name)) or 0))
 
 
 def oldest_age(queue: Queue) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,6 +18,7 @@ from rq import Queue
 from core import counters
 from core.keys import Keys
 from core.outbox import endpoint_states
+from core.queue_health import oldest_age, queued_events
 from core.read import Reader
 
 Labels = tuple[str, ...]
@@ -100,15 +100,14 @@ def _queue_gauges(queue: Queue, keys: Keys) -> Iterator[Metric]:
         "Callbacks waiting in the queued batches (what MAX_BACKLOG bounds)",
         labels=["queue"],
     )
-    # Below 0 only if jobs written before the count existed were applied since.
-    events.add_metric([queue.name], max(0, int(redis.get(keys.queued_events(queue.name)) or 0)))
+    events.add_metric([queue.name], queued_events(queue, keys))
     yield events
     oldest = GaugeMetricFamily(
         "otp_queue_oldest_age_seconds",
         "Age of the oldest waiting batch (0: none)",
         labels=["queue"],
     )
-    oldest.add_metric([queue.name], _oldest_age(queue))
+    oldest.add_metric([queue.name], oldest_age(queue))
     yield oldest
     failed = GaugeMetricFamily(
         "otp_queue_failed_jobs", "Batches that failed and wait for replay", labels=["queue"]
@@ -133,11 +132,3 @@ def _forward_gauges(redis: Redis, keys: Keys) -> Iterator[Metric]:
         dead.add_metric([state.endpoint], state.dead)
     yield backlog
     yield dead
-
-
-def _oldest_age(queue: Queue) -> float:
-    job_id = queue.connection.lindex(queue.key, 0)
-    job = queue.fetch_job(job_id.decode()) if job_id else None
-    if job is None or job.enqueued_at is None:
-        return 0.0
-    return max(0.0, (datetime.now(UTC) - job.enqueued_at.replace(tzinfo=UTC)).total_seconds())

@@ -76,31 +76,12 @@ end
 local fresh = h[1] == false
 local product = stored or ARGV[2]
 local lp = provider .. '|' .. product
-local charged = CHARGED[lp] or 0
 
-local function has(m, b)
-  return bit.band(m, bit.lshift(1, b)) ~= 0
-end
-
--- The bit of the seen status with the highest precedence.
-local function top(m)
-  for r = #BY_RANK, 1, -1 do
-    if has(m, BY_RANK[r]) then return BY_RANK[r] end
-  end
-  return -1
-end
+__STATE_FUNCTIONS__
 
 local function name(b)
   if b < 0 then return NO_STATE end
   return NAMES[b + 1]
-end
-
--- Billed while the current state is charged; where the provider sent its own flags, only
--- if one of them said billable (core.model.Product.is_billable).
-local function billable(m, flags)
-  local t = top(m)
-  if t < 0 or not has(charged, t) then return false end
-  return flags == 0 or bit.band(flags, FLAG_BILLABLE) ~= 0
 end
 
 local function conflicted(m)
@@ -262,7 +243,7 @@ local function bucket(ms)
   return billing .. ':' .. day, math.floor((ms % DAY_MS) / QUARTER_MS) .. '|' .. lp
 end
 local now_first = math.min(first, at)
-local was, is = billable(old, old_flags), billable(m, flags)
+local was, is = is_billable(lp, old, old_flags), is_billable(lp, m, flags)
 local old_key, old_field = bucket(first)
 local new_key, new_field = bucket(now_first)
 local moved = old_key ~= new_key or old_field ~= new_field

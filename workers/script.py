@@ -82,7 +82,9 @@ def constants() -> dict[str, str]:
 @cache
 def source(name: str = "apply.lua") -> str:
     """A script of this package (apply.lua, timer.lua) with the constants filled in."""
-    text = files("workers").joinpath(name).read_text()
+    here = files("workers")
+    text = here.joinpath(name).read_text()
+    text = text.replace("__STATE_FUNCTIONS__", here.joinpath("state.lua").read_text())
     for constant, value in constants().items():
         text = text.replace(constant, value)
     left = re.findall(r"__[A-Z_]+__", text)

@@ -16,16 +16,7 @@ local F, K, OF = __FIELDS__, __COUNTERS__, __OUTBOX_FIELDS__
 local FLAG_BILLABLE = __FLAG_BILLABLE__
 local TIMEOUT_TYPE = __TIMEOUT_TYPE__
 
-local function has(m, b)
-  return bit.band(m, bit.lshift(1, b)) ~= 0
-end
-
-local function top(m)
-  for r = #BY_RANK, 1, -1 do
-    if has(m, BY_RANK[r]) then return BY_RANK[r] end
-  end
-  return -1
-end
+__STATE_FUNCTIONS__
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0,
   tonumber(ARGV[2]))
@@ -42,9 +33,7 @@ for i = 1, #due, 2 do
     local state = top(m)
     if state >= 0 and has(STARTS, state) then
       local lp = provider .. '|' .. product
-      -- The same rule as apply.lua's billable(): charged state, and a billable flag if any.
-      local billable = has(CHARGED[lp] or 0, state)
-        and (flags == 0 or bit.band(flags, FLAG_BILLABLE) ~= 0)
+      local billable = is_billable(lp, m, flags)
       local seq = redis.call('HINCRBY', msg, F.sequence, 1)
       if ARGV[4] ~= '0' then
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',

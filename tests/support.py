@@ -5,8 +5,10 @@ checks made on every refusal, and a live receiver process."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from core.queue import JobSerializer, queue
 from core.settings import Settings
 from dashboards import build
 from receiver.errors import Rejected
+from receiver.queue_writer import QueueWriter
 from tools.stack import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +63,21 @@ def run_jobs(redis: Redis, settings: Settings) -> None:
     jobs = queue(redis, settings)
     worker = SimpleWorker([jobs], connection=redis, serializer=JobSerializer)
     worker.work(burst=True, logging_level="WARNING")
+
+
+def apply_shuffled(redis: Redis, settings: Settings, events: list, rnd: random.Random) -> list:
+    """The events and copies of half of them, shuffled, written as group commit writes them
+    in random batches of 1 to 6 and applied through RQ; returns what was sent."""
+    copies = events + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(copies)
+    writer = QueueWriter(redis, settings)
+    i = 0
+    while i < len(copies):
+        size = rnd.randint(1, 6)
+        writer.write(copies[i : i + size], Counter())
+        i += size
+    run_jobs(redis, settings)
+    return copies
 
 
 # Sans I/O: what an adapter makes of its input ---------------------------------------------

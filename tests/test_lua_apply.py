@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from core import counters, keys
 from core.events import Event
-from receiver.queue_writer import QueueWriter
 from tests.reference import (
     MIDNIGHT,
     PRODUCTS,
@@ -22,7 +21,7 @@ from tests.reference import (
     stored,
 )
 from tests.strategies import SLOW, callbacks, with_intruders
-from tests.support import run_jobs
+from tests.support import apply_shuffled
 from workers.store import Store
 
 
@@ -40,15 +39,7 @@ def test_lua_agrees_with_the_model_event_by_event(redis, store, reader, events):
 def test_worker_converges_for_any_order_and_repetition(redis, store, reader, settings, events, rnd):
     """Shuffled, duplicated callbacks in random batches, through RQ: same state and billing."""
     redis.flushall()
-    copies = events + rnd.sample(events, k=len(events) // 2)
-    rnd.shuffle(copies)
-    writer = QueueWriter(redis, settings)
-    i = 0
-    while i < len(copies):
-        size = rnd.randint(1, 6)
-        writer.write(copies[i : i + size], Counter())
-        i += size
-    run_jobs(redis, settings)
+    copies = apply_shuffled(redis, settings, events, rnd)
     got_counts, got_billing, got_states = stored(redis, reader)
     want_counts, want_billing, want_states = reference(events)
     assert (got_billing, got_states) == (want_billing, want_states)

@@ -7,9 +7,11 @@ from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.exceptions import ResponseError
 
 from core import counters, keys
 from core.events import Event
+from core.model import Outcome
 from tests.reference import (
     MIDNIGHT,
     PRODUCTS,
@@ -32,6 +34,34 @@ def test_lua_agrees_with_the_model_event_by_event(redis, store, reader, events):
     for i, e in enumerate(events):
         store.apply(f"batch-{i}", [e])
     assert stored(redis, reader) == reference(events)
+
+
+@SLOW
+@given(with_intruders, st.randoms(use_true_random=False))
+def test_one_call_for_many_events_counts_as_a_call_for_each(redis, store, reader, events, rnd):
+    """The script sums a call's counter and billing increments and writes them once: in any
+    split into batches, applied together (calls span batches), exactly the model's figures."""
+    redis.flushall()
+    batches, start = [], 0
+    while start < len(events):
+        size = rnd.randint(1, 40)
+        batches.append((f"batch-{start}", events[start : start + size]))
+        start += size
+    assert not any(isinstance(r, Exception) for r in store.apply_many(batches))
+    assert stored(redis, reader) == reference(events)
+
+
+def test_an_event_redis_refuses_fails_alone_and_the_calls_others_count(redis, store, reader):
+    redis.set("otp:m:verihubs:broken", "not a hash")  # WRONGTYPE for the script's HMGET
+    batch = [event("m0", 0), event("broken", 0), event("m1", 9), event("m0", 9)]
+    (result,) = store.apply_many([("b", batch)])
+    assert isinstance(result, ResponseError) and "WRONGTYPE" in str(result)
+    redis.delete("otp:m:verihubs:broken")
+    ids = ["m0", "m1", "broken"]
+    assert stored(redis, reader, ids) == reference([batch[0], batch[2], batch[3]])
+    # Retried, the refused event is applied and the others count nothing twice.
+    assert store.apply("b", batch) == [None, Outcome.NEW, None, None]
+    assert stored(redis, reader, ids) == reference(batch)
 
 
 @SLOW

@@ -1,4 +1,5 @@
-"""The write side: applying events to Redis through the Lua script, one call per event.
+"""The write side: applying events to Redis through the Lua script, one call per chunk of
+events (of one or several batches), pipelined.
 
 Write functions take an optional pipeline, so callers batch many writes in one round trip.
 Reads live in `core/read.py`.
@@ -22,6 +23,12 @@ from workers import script
 
 # Bounds the memory of one round trip when a large batch is replayed.
 PIPELINE_CHUNK = 1000
+# Events per script call: one call sums the counter and billing increments of its events and
+# writes each once. Bounds how long one call holds Redis (~30 us of Redis time an event).
+CALL_EVENTS = 64
+
+# One event of a call: its batch's replay marker, the batch's events, its index in them.
+_Call = tuple[str, Sequence[Event], int]
 
 
 class Store:
@@ -73,8 +80,9 @@ class Store:
         """
         if pipeline is not None:
             applied, now = self.keys.applied(batch_id), now_ms()
-            for index in range(len(events)):
-                self._queue(pipeline, applied, events, index, now)
+            calls = [(applied, events, index) for index in range(len(events))]
+            for start in range(0, len(calls), CALL_EVENTS):
+                self._queue(pipeline, calls[start : start + CALL_EVENTS], now)
             return []
         (result,) = self.apply_many([(batch_id, events)])
         if isinstance(result, Exception):
@@ -110,12 +118,31 @@ class Store:
         chunk: Sequence[tuple[int, int]],
         now: int,
     ) -> list[object]:
-        """One round trip: the replies of the chunk's calls, an error where Redis refused one."""
+        """One round trip: per event of the chunk its reply, an error where Redis refused it.
+
+        A call Redis refuses whole (an ACL refusing one of its keys, say: nothing of it ran)
+        is retried one event per call, so only the refused events fail."""
+        calls = [(marked[b][0], marked[b][1], index) for b, index in chunk]
+        groups = [calls[i : i + CALL_EVENTS] for i in range(0, len(calls), CALL_EVENTS)]
+        replies = self._round_trip(groups, now)
+        refused = [g for g, reply in zip(groups, replies, strict=True) if _refused(g, reply)]
+        alone = iter(self._round_trip([[call] for g in refused for call in g], now))
+        out: list[object] = []
+        for group, reply in zip(groups, replies, strict=True):
+            if _refused(group, reply):
+                for call_reply in (next(alone) for _ in group):
+                    out += call_reply if isinstance(call_reply, list) else [call_reply]
+            else:
+                out += reply if isinstance(reply, list) else [reply] * len(group)
+        return out
+
+    def _round_trip(self, groups: Sequence[Sequence[_Call]], now: int) -> list[object]:
+        """One pipeline of a call per group: each call's list of per-event replies (an error
+        Redis answered for an event made a ResponseError), or the error of the whole call."""
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
-            for b, index in chunk:
-                applied, events = marked[b]
-                self._queue(pipe, applied, events, index, now)
+            for group in groups:
+                self._queue(pipe, group, now)
             commands = list(pipe.command_stack)
             replies = pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in replies):
@@ -124,7 +151,7 @@ class Store:
                         # Named as redis-py names the error it raises (the command, its keys):
                         # core.failed hides the message ids in it.
                         pipe.annotate_exception(reply, number, command[0])
-                return replies
+                return [_per_event(reply) for reply in replies]
             # Redis restarted or its script cache was flushed: load and apply again,
             # which is exact because every event is applied at most once.
             if attempt == 2:
@@ -132,40 +159,57 @@ class Store:
             self.load_script()
         raise AssertionError("unreachable")
 
-    def _queue(
-        self, pipe: Pipeline, applied: str, events: Sequence[Event], index: int, now: int
-    ) -> None:
-        e = events[index]
-        pipe.evalsha(
-            self._sha,
-            9,
-            self.keys.message(e.provider, e.message_id),
-            self.keys.counters,
-            self.keys.billing,
-            applied,
-            self.keys.billing_record(e.provider, e.message_id),
-            self.queued_events,
-            self.keys.index_prefix(e.provider),
-            self.keys.outbox,
-            self.keys.timers,
-            e.provider,
-            e.product,
-            products.status_bit(e.provider, e.product, e.code),
-            e.code,
-            e.at_ms,
-            e.received_ms,
+    def _queue(self, pipe: Pipeline, calls: Sequence[_Call], now: int) -> None:
+        keys: list[str] = []
+        args: list[object] = [
             now,
-            index,
             self.message_ttl_ms,
             self.applied_ttl_ms,
-            len(events),
-            e.billable,
             self.billing_horizon_ms,
-            _as_sent(e),
-            e.message_id,
-            self.delivery_timeouts_ms.get((e.provider, e.product), 0),
             self.outbox_max_events,
-        )
+        ]
+        for applied, events, index in calls:
+            e = events[index]
+            keys += [
+                self.keys.message(e.provider, e.message_id),
+                self.keys.billing_record(e.provider, e.message_id),
+                applied,
+            ]
+            args += [
+                e.provider,
+                e.product,
+                products.status_bit(e.provider, e.product, e.code),
+                e.code,
+                e.at_ms,
+                e.received_ms,
+                index,
+                len(events),
+                e.billable,
+                _as_sent(e),
+                e.message_id,
+                self.delivery_timeouts_ms.get((e.provider, e.product), 0),
+                self.keys.index_prefix(e.provider),
+            ]
+        keys += [
+            self.keys.counters,
+            self.keys.billing,
+            self.queued_events,
+            self.keys.outbox,
+            self.keys.timers,
+        ]
+        pipe.evalsha(self._sha, len(keys), *keys, *args)
+
+
+def _per_event(reply: object) -> object:
+    """A call's reply: its events' replies, an event's `{error}` made a ResponseError."""
+    if not isinstance(reply, list):
+        return reply
+    return [ResponseError(r[0].decode()) if isinstance(r, list) else r for r in reply]
+
+
+def _refused(group: Sequence[_Call], reply: object) -> bool:
+    """Whether Redis refused a call of several events whole: nothing of it ran."""
+    return isinstance(reply, ResponseError) and len(group) > 1
 
 
 def _as_sent(e: Event) -> str:

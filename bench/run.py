@@ -131,10 +131,12 @@ def worker(
         writer.write(batched[i : i + batch], Counter())
     redis.config_resetstat()
     ours = len(batched) / drain(BatchWorker, queue)
-    # Redis's own time in the apply script, per callback (its one core is what saturates).
+    # Redis's own time in scripts per callback (its one core is what saturates): the apply
+    # script's, and RQ's for taking and finishing jobs (EVALSHA too; a job's worth of them
+    # per callback at batch 1).
     script_us = redis.info("commandstats")["cmdstat_evalsha"]["usec"] / len(batched)
     return {"per_callback_jobs_per_s": baseline, "batched_per_s": ours, "batch_size": batch,
-            "ratio": ours / baseline, "redis_script_us_per_callback": script_us}  # fmt: skip
+            "ratio": ours / baseline, "redis_scripts_us_per_callback": script_us}  # fmt: skip
 
 
 def memory(redis: Redis, settings: Settings, batch: int, messages: int = 2_000) -> dict[str, float]:
@@ -271,7 +273,7 @@ def report(results: dict[str, dict]) -> None:
 
 
 def _script(w: dict[str, float]) -> str:
-    return f"redis {w['redis_script_us_per_callback']:.0f} us/callback in the apply script"
+    return f"redis {w['redis_scripts_us_per_callback']:.0f} us/callback in scripts (apply, RQ's)"
 
 
 def _latency(r: dict[str, float], name: str) -> str:

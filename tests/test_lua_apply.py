@@ -24,7 +24,7 @@ from tests.reference import (
 )
 from tests.strategies import SLOW, callbacks, with_intruders
 from tests.support import apply_shuffled
-from workers.store import Store
+from workers.store import Store, Unflushed
 
 
 @SLOW
@@ -62,6 +62,15 @@ def test_an_event_redis_refuses_fails_alone_and_the_calls_others_count(redis, st
     # Retried, the refused event is applied and the others count nothing twice.
     assert store.apply("b", batch) == [None, Outcome.NEW, None, None]
     assert stored(redis, reader, ids) == reference(batch)
+
+
+def test_counts_a_call_cannot_write_fail_every_batch_of_it(redis, store, reader):
+    """Applied, but their summed counts refused: the batches fail (a retry would only replay
+    them and pass with the counts missing)."""
+    redis.set(keys.DEFAULT.counters, "not a hash")  # WRONGTYPE for the increments
+    results = store.apply_many([("b1", [event("m0", 0)]), ("b2", [event("m1", 9)])])
+    assert all(isinstance(r, Unflushed) and "WRONGTYPE" in str(r) for r in results)
+    assert reader.message("verihubs", "m1").state == "blocked"  # applied all the same
 
 
 @SLOW

@@ -18,8 +18,11 @@
 --       billable, 1: billable), the provider's status as sent ('' : the code says it all),
 --       message id, delivery timeout ms of the product (0: none), the provider's
 --       search-index prefix (its sets are that .. product .. ':' .. state)
--- Returns per callback its outcome, REPLAY, or {error} where Redis refused one of its
--- commands (the chunk's other callbacks are applied all the same).
+-- Returns per callback its outcome, REPLAY, or {error} where it failed (a command Redis
+-- refused, or an error of the script itself); the chunk's other callbacks are applied all
+-- the same. If the summed increments cannot all be written, the call answers an error that
+-- starts with UNFLUSHED: its callbacks are applied (a retry replays them) but some counts
+-- are missing, which must not pass silently.
 --
 -- The billing record (core.keys.BillingRecord) keeps product, statuses, flags, first time,
 -- observed latency stages and billing scheme for the billing horizon, longer than the
@@ -39,7 +42,7 @@ local LAT_BUCKETS = __LAT_BUCKETS__
 local LAG_BUCKETS = __LAG_BUCKETS__
 local BATCH_BUCKETS = __BATCH_BUCKETS__
 local F, K = __FIELDS__, __COUNTERS__
-local O, NO_STATE, REPLAY = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__
+local O, NO_STATE, REPLAY, UNFLUSHED = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__, __UNFLUSHED__
 local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE__
 local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
@@ -354,9 +357,18 @@ for e = 0, events - 1 do
     out[#out + 1] = {type(result) == 'table' and result.err or tostring(result)}
   end
 end
-for field, by in pairs(sums) do redis.call('HINCRBY', counters, field, by) end
-for key, fields in pairs(billed) do
-  for field, by in pairs(fields) do redis.call('HINCRBY', key, field, by) end
-end
 for key in pairs(marked) do redis.call('PEXPIRE', key, applied_ttl) end
+-- Each increment on its own, so that one refused key loses only its own counts.
+local unflushed = nil
+local function add(key, field, by)
+  local ok, err = pcall(redis.call, 'HINCRBY', key, field, by)
+  if not ok and unflushed == nil then
+    unflushed = type(err) == 'table' and err.err or tostring(err)
+  end
+end
+for field, by in pairs(sums) do add(counters, field, by) end
+for key, fields in pairs(billed) do
+  for field, by in pairs(fields) do add(key, field, by) end
+end
+if unflushed then return redis.error_reply(UNFLUSHED .. ' ' .. unflushed) end
 return out

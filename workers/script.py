@@ -11,6 +11,9 @@ from core import counters, keys, model, products, webhooks
 
 # What the script answers for an event of a batch that was applied before.
 REPLAY = "replay"
+# How the script's error starts when its events were applied but some of their summed
+# counter or billing increments could not be written.
+UNFLUSHED = "UNFLUSHED"
 
 
 def _lua_list(items: Iterable[object]) -> str:
@@ -62,6 +65,7 @@ def constants() -> dict[str, str]:
         "__OUTCOME_NAMES__": _lua_table({o.name.lower(): o.value for o in model.Outcome}),
         "__NO_STATE__": _lua_value(model.NO_STATE),
         "__REPLAY__": _lua_value(REPLAY),
+        "__UNFLUSHED__": _lua_value(UNFLUSHED),
         "__DAY_MS__": str(keys.DAY_MS),
         "__QUARTER_MS__": str(keys.QUARTER_MS),
         "__DAY_SCHEME__": _lua_value(keys.DAY_SCHEME),

@@ -1,8 +1,5 @@
 """The write side: applying events to Redis through the Lua script, one call per chunk of
-events (of one or several batches), pipelined.
-
-Write functions take an optional pipeline, so callers batch many writes in one round trip.
-Reads live in `core/read.py`.
+events (of one or several batches), pipelined. Reads live in `core/read.py`.
 """
 
 from __future__ import annotations
@@ -69,21 +66,9 @@ class Store:
         self._source = script.source()
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
-    def apply(
-        self, batch_id: str, events: Sequence[Event], pipeline: Pipeline | None = None
-    ) -> list[model.Outcome | None]:
-        """Apply a batch, one script call per event, pipelined; None marks a replayed event.
-
-        With a caller's pipeline the calls are only queued on it and nothing is returned
-        (the caller must have loaded the script: `load_script`). Raises the first error
-        Redis answered for an event (the batch's other events are applied all the same).
-        """
-        if pipeline is not None:
-            applied, now = self.keys.applied(batch_id), now_ms()
-            calls = [(applied, events, index) for index in range(len(events))]
-            for start in range(0, len(calls), CALL_EVENTS):
-                self._queue(pipeline, calls[start : start + CALL_EVENTS], now)
-            return []
+    def apply(self, batch_id: str, events: Sequence[Event]) -> list[model.Outcome | None]:
+        """Apply a batch; None marks a replayed event. Raises the first error Redis answered
+        for an event (the batch's other events are applied all the same)."""
         (result,) = self.apply_many([(batch_id, events)])
         if isinstance(result, Exception):
             raise result
@@ -118,10 +103,10 @@ class Store:
         chunk: Sequence[tuple[int, int]],
         now: int,
     ) -> list[object]:
-        """One round trip: per event of the chunk its reply, an error where Redis refused it.
+        """One round trip: per event of the chunk its reply, an error where it failed.
 
-        A call Redis refuses whole (an ACL refusing one of its keys, say: nothing of it ran)
-        is retried one event per call, so only the refused events fail."""
+        A call Redis refuses whole (an ACL refusing one of its keys, checked before the
+        script runs) is retried one event per call, so only the refused events fail."""
         calls = [(marked[b][0], marked[b][1], index) for b, index in chunk]
         groups = [calls[i : i + CALL_EVENTS] for i in range(0, len(calls), CALL_EVENTS)]
         replies = self._round_trip(groups, now)
@@ -145,18 +130,18 @@ class Store:
                 self._queue(pipe, group, now)
             commands = list(pipe.command_stack)
             replies = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
-                for number, (reply, command) in enumerate(zip(replies, commands, strict=True), 1):
-                    if isinstance(reply, ResponseError):
-                        # Named as redis-py names the error it raises (the command, its keys):
-                        # core.failed hides the message ids in it.
-                        pipe.annotate_exception(reply, number, command[0])
-                return [_per_event(reply) for reply in replies]
-            # Redis restarted or its script cache was flushed: load and apply again,
-            # which is exact because every event is applied at most once.
-            if attempt == 2:
-                return replies
-            self.load_script()
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                # Redis restarted or its script cache was flushed: load and apply again,
+                # which is exact because every event is applied at most once.
+                self.load_script()
+                continue
+            replies = [_unflushed(r) for r in replies]
+            for number, (reply, command) in enumerate(zip(replies, commands, strict=True), 1):
+                if isinstance(reply, ResponseError):
+                    # Named as redis-py names the error it raises (the command, its keys):
+                    # core.failed hides the message ids in it.
+                    pipe.annotate_exception(reply, number, command[0])
+            return [_per_event(reply) for reply in replies]
         raise AssertionError("unreachable")
 
     def _queue(self, pipe: Pipeline, calls: Sequence[_Call], now: int) -> None:
@@ -207,9 +192,21 @@ def _per_event(reply: object) -> object:
     return [ResponseError(r[0].decode()) if isinstance(r, list) else r for r in reply]
 
 
+class Unflushed(ResponseError):
+    """The script applied its events but could not write some of their summed counts."""
+
+
+def _unflushed(reply: object) -> object:
+    if isinstance(reply, ResponseError) and str(reply).startswith(script.UNFLUSHED):
+        return Unflushed(str(reply))
+    return reply
+
+
 def _refused(group: Sequence[_Call], reply: object) -> bool:
-    """Whether Redis refused a call of several events whole: nothing of it ran."""
-    return isinstance(reply, ResponseError) and len(group) > 1
+    """Whether Redis refused a call of several events whole (nothing of it ran). Not an
+    Unflushed call: retried, its events would only replay and their batches pass with the
+    counts missing; they must fail instead."""
+    return isinstance(reply, ResponseError) and not isinstance(reply, Unflushed) and len(group) > 1
 
 
 def _as_sent(e: Event) -> str:

@@ -411,7 +411,12 @@ def _load(
     cores = os.cpu_count() or 1
     # With every core busy (ours or anyone's) no process can take more: the machine is the
     # limit, whichever process is hottest.
-    if load_cpu["machine"] >= 90 * cores:
+    if load.send_rate < 0.98 * point.rate or load_cpu["loadgen"] >= 90:
+        # The generator could not keep the rate: the point says nothing of the system.
+        saturation = (
+            f"the load generator (sent {load.send_rate:,.0f}/s, {load_cpu['loadgen']:.0f}% cpu)"
+        )
+    elif load_cpu["machine"] >= 90 * cores:
         saturation = f"machine ({load_cpu['machine']:.0f}% of {100 * cores}% cpu)"
     elif processes[hottest] >= 90:
         saturation = f"{hottest} ({processes[hottest]:.0f}% cpu)"
@@ -533,7 +538,11 @@ class Config:
             workers=int(get("BENCH_E2E_WORKERS", "1")),
             curve=tuple(_pair(c) for c in get("BENCH_E2E_CURVE", "1x1,1x2,2x1,2x2").split(",")),
             rates=_floats(
-                get("BENCH_E2E_RATES", "100,250,500,1000,1500,2000,3000,4000,5000", "200,500")
+                get(
+                    "BENCH_E2E_RATES",
+                    "250,1000,2000,3000,4000,5000,6000,7000,8000,10000",
+                    "200,500",
+                )
             ),
             curve_seconds=float(get("BENCH_E2E_CURVE_SECONDS", "20", "3")),
             growth=tuple(

@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -216,6 +217,23 @@ def test_sigterm_stops_an_idle_worker_within_2s_while_redis_is_down(own_redis, s
     worker = stack.start_worker()
     own_redis.stop(kill=True)
     time.sleep(1)  # its blocking dequeue has lost Redis and is trying to reconnect
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    assert time.monotonic() - asked < 2
+
+
+def test_sigterm_stops_a_worker_restarting_without_redis_cleanly_within_2s(
+    own_redis, stacks, tmp_path
+):
+    """Redis gone before the worker ever reached RQ's loop: it waits and retries outside it,
+    where RQ's signal handlers are not installed; asked to stop there, it still leaves
+    cleanly (exit status 0), not killed by the signal."""
+    own_redis.stop(kill=True)
+    stack = make_stack(stacks, own_redis.url, tmp_path)
+    worker = stack._spawn("worker0", [sys.executable, "-m", "workers.main"])
+    stack.workers.append(worker)
+    wait_until(lambda: "worker lost redis, restarting" in stack.log("worker0"), what="a restart")
     asked = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0

@@ -415,6 +415,7 @@ def run(settings: Settings) -> None:
     SIGINT), the worker finishes the batch in hand, or gives it up if Redis is unreachable,
     and leaves without waiting for Redis.
     """
+    _stop_outside_rq()
     while True:
         try:
             worker = create_worker(settings)
@@ -429,9 +430,20 @@ def run(settings: Settings) -> None:
             log.warning("worker loop ended, restarting")
         finally:
             # RQ leaves its stop handlers behind; a SIGTERM during the pause must still stop us.
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _stop_outside_rq()
         time.sleep(RESTART_PAUSE)
+
+
+def _stop_outside_rq() -> None:
+    """Outside RQ's loop (starting, or restarting after Redis was lost) no batch is in hand:
+    SIGTERM or SIGINT ends the process at once, and cleanly (exit status 0, as from RQ's
+    loop), not killed by the signal."""
+    signal.signal(signal.SIGTERM, _leave)
+    signal.signal(signal.SIGINT, _leave)
+
+
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:

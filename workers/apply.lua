@@ -59,16 +59,22 @@ local outbox, timers = KEYS[shared + 4], KEYS[shared + 5]
 local now, message_ttl, applied_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local horizon, outbox_bound = ARGV[4], ARGV[5]
 
--- The chunk's increments: counter field -> sum; billing key -> field -> sum. Written at the
--- end (a field incremented by 0 is still written, as one HINCRBY per callback would).
-local sums, billed, marked = {}, {}, {}
-local function incr(field, by)
-  sums[field] = (sums[field] or 0) + (by or 1)
-end
+-- The chunk's increments, key -> field -> sum (the counters hash, the billing buckets):
+-- written at the end (a field incremented by 0 is still written, as one HINCRBY per
+-- callback would).
+local sums, marked = {}, {}
 local function bill(key, field, by)
-  local fields = billed[key]
-  if fields == nil then fields = {}; billed[key] = fields end
+  local fields = sums[key]
+  if fields == nil then fields = {}; sums[key] = fields end
   fields[field] = (fields[field] or 0) + by
+end
+local function incr(field, by)
+  bill(counters, field, by or 1)
+end
+
+-- What a caught error says: a table with `err` for what Redis refused, else a Lua error.
+local function reason(err)
+  return type(err) == 'table' and err.err or tostring(err)
 end
 
 __STATE_FUNCTIONS__
@@ -354,21 +360,17 @@ for e = 0, events - 1 do
   if ok then
     out[#out + 1] = result
   else
-    out[#out + 1] = {type(result) == 'table' and result.err or tostring(result)}
+    out[#out + 1] = {reason(result)}
   end
 end
 for key in pairs(marked) do redis.call('PEXPIRE', key, applied_ttl) end
 -- Each increment on its own, so that one refused key loses only its own counts.
 local unflushed = nil
-local function add(key, field, by)
-  local ok, err = pcall(redis.call, 'HINCRBY', key, field, by)
-  if not ok and unflushed == nil then
-    unflushed = type(err) == 'table' and err.err or tostring(err)
+for key, fields in pairs(sums) do
+  for field, by in pairs(fields) do
+    local ok, err = pcall(redis.call, 'HINCRBY', key, field, by)
+    if not ok and unflushed == nil then unflushed = reason(err) end
   end
-end
-for field, by in pairs(sums) do add(counters, field, by) end
-for key, fields in pairs(billed) do
-  for field, by in pairs(fields) do add(key, field, by) end
 end
 if unflushed then return redis.error_reply(UNFLUSHED .. ' ' .. unflushed) end
 return out

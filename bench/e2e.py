@@ -287,13 +287,13 @@ def _run_point(
     settings = Settings.from_env({**env, "REDIS_URL": server.url})
     redis = Redis.from_url(server.url)
     figures: dict[str, object] = {"point": asdict(point)}
+    used = redis.info("memory")["used_memory"]
     if point.preload:
-        empty = redis.info("memory")["used_memory"]
         figures["preload_s"] = preload(redis, settings, point.preload)
         # Memory linear in what is tracked: the same bytes a message at 10,000 and 1,000,000.
-        loaded = redis.info("memory")["used_memory"] - empty
-        figures["preload_bytes_per_message"] = loaded / point.preload
-    figures["redis_used_memory_mb_before"] = redis.info("memory")["used_memory"] / 2**20
+        empty, used = used, redis.info("memory")["used_memory"]
+        figures["preload_bytes_per_message"] = (used - empty) / point.preload
+    figures["redis_used_memory_mb_before"] = used / 2**20
     stacks = []
     for i in range(point.webs):
         (tmp / f"web{i}").mkdir()
@@ -323,15 +323,21 @@ def _warm_up(
     """Processes just started answer their first requests slowly (connections to open,
     pools to fill, the script to load), which a short point's p99 would count: the same load
     for a few seconds first, its messages of their own, drained before the measured run."""
+    args = _loadgen(urls, point, seconds, connections)
+    subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
+    deadline = time.time() + drain
+    while pending(jobs) and time.time() < deadline:
+        time.sleep(POLL)
+
+
+def _loadgen(urls: list[str], point: Point, seconds: float, connections: int) -> list[str]:
+    """bench.loadgen's command line: the point's rate and mix against every web, `seconds`."""
     args = [sys.executable, "-m", "bench.loadgen", "--token", TOKEN, "--rate", str(point.rate),
             "--seconds", str(seconds), "--connections", str(connections),
             "--telnyx", str(point.telnyx)]  # fmt: skip
     for url in urls:
         args += ["--url", url]
-    subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
-    deadline = time.time() + drain
-    while pending(jobs) and time.time() < deadline:
-        time.sleep(POLL)
+    return args
 
 
 def _load(
@@ -350,12 +356,8 @@ def _load(
     jobs = queue(redis, settings)
     run_tag = int.from_bytes(os.urandom(4), "big")
     result_path, masks_path = tmp / "loadgen.json", tmp / "masks"
-    args = [sys.executable, "-m", "bench.loadgen", "--token", TOKEN, "--rate", str(point.rate),
-            "--seconds", str(point.seconds), "--connections", str(connections),
-            "--telnyx", str(point.telnyx), "--run", f"{run_tag:x}",
+    args = [*_loadgen(urls, point, point.seconds, connections), "--run", f"{run_tag:x}",
             "--json", str(result_path), "--masks", str(masks_path)]  # fmt: skip
-    for url in urls:
-        args += ["--url", url]
     before, cpu0 = reader.counters(), clock.read()
     received0 = family_total(before, counters.RECEIVED)
 

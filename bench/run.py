@@ -139,7 +139,9 @@ def worker(
             "ratio": ours / baseline, "redis_scripts_us_per_callback": script_us}  # fmt: skip
 
 
-def memory(redis: Redis, settings: Settings, batch: int, messages: int = 2_000) -> dict[str, float]:
+def memory(
+    redis: Redis, settings: Settings, batch: int, messages: int = 20_000
+) -> dict[str, float]:
     """Redis bytes per callback request, through the production path: each message goes
     requested -> sent -> delivered -> read -> verified (5 callbacks), written by group commit's
     writer in jobs of `batch` callbacks (QueueWriter) and applied by the worker (BatchWorker,
@@ -173,9 +175,12 @@ def memory(redis: Redis, settings: Settings, batch: int, messages: int = 2_000) 
         "bytes_per_callback": used / len(callbacks),
         "bytes_per_message": used / messages,
         "message_key_bytes": redis.memory_usage(keys.DEFAULT.message("verihubs", _session(0))),
-        "billing_record_bytes": redis.memory_usage(
-            keys.DEFAULT.billing_record("verihubs", _session(0))
-        ),
+        # Records share their generation's hashes (BILLING_RECORD_SHARDS of them): their
+        # bytes, and the count of hashes beside them, per message.
+        "billing_record_bytes": sum(
+            redis.memory_usage(k) for k in redis.scan_iter(keys.DEFAULT.billing_records("*") + ":*")
+        )
+        / messages,
         "index_bytes_per_message": sum(
             redis.memory_usage(k) for k in redis.scan_iter(keys.DEFAULT.index("*", "*", "*"))
         )
@@ -261,7 +266,7 @@ def report(results: dict[str, dict]) -> None:
          f" {m1['replay_markers_left']} replay markers left"),
         ("redis bytes per callback, jobs of 16", f"{m16['bytes_per_callback']:.0f}",
          f"{m16['bytes_per_message']:.0f} per tracked message (message hash alone:"
-         f" {m16['message_key_bytes']} B, billing record: {m16['billing_record_bytes']} B,"
+         f" {m16['message_key_bytes']} B, billing record: {m16['billing_record_bytes']:.0f} B,"
          f" search index: {m16['index_bytes_per_message']:.0f} B)"),
     ]  # fmt: skip
     if "e2e" in results:

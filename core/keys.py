@@ -8,6 +8,7 @@ Stored names are part of the data: renaming one orphans what Redis already holds
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -18,6 +19,16 @@ DEFAULT_PREFIX = "otp"
 QUARTER_MS = 15 * 60 * 1000
 DAY_MS = 86_400_000
 DAY_SCHEME, QUARTER_SCHEME = "d", "q"
+# Billing records are fields of shared hashes, not a key each (a key costs ~150 bytes before
+# its value; a field in a small listpack hash ~85 with it). A record is written in the
+# generation of its last callback, `ms // RECORD_GENERATION_MS`, and each generation's hashes
+# expire as one, BILLING_HORIZON after the generation ends: a record outlives its message's
+# last callback by the horizon, and by at most one generation more.
+RECORD_GENERATION_MS = 7 * DAY_MS
+# Hashes per provider and generation unless BILLING_RECORD_SHARDS says otherwise. A hash of
+# up to 128 records stays a listpack (hash-max-listpack-entries): 1024 fit ~130,000 records a
+# generation, ~18,000 messages a day and provider.
+DEFAULT_RECORD_SHARDS = 1024
 
 
 @dataclass(frozen=True)
@@ -46,9 +57,17 @@ class Keys:
         return f"{self.billing}:{day}"
 
     def billing_record(self, provider: str, message_id: str) -> str:
-        """What billing needs of a message, kept for the billing horizon (longer than its
-        state): a callback after the state expired re-attaches to it, not billed again."""
+        """A message's billing record as it was kept before `billing_records`: a key of its
+        own. Still read (and moved to its generation's hash) by the apply script, so that
+        records written before the change are honoured for their horizon."""
         return f"{self.prefix}:bill:{provider}:{message_id}"
+
+    def billing_records(self, provider: str) -> str:
+        """Billing records by generation (`RECORD_GENERATION_MS`): `<this>:<generation>` holds
+        how many hashes the generation has (BILLING_RECORD_SHARDS at its first record), and
+        `<this>:<generation>:<crc32(message id) % that>` the records, message id -> record.
+        The apply script builds the names from `record_crc`, which the worker passes it."""
+        return f"{self.prefix}:br:{provider}"
 
     def queued_events(self, queue_name: str) -> str:
         """Events waiting in a queue's jobs: the writer adds a job's events, the apply script
@@ -195,3 +214,8 @@ class BillingRecord:
 
 
 RECORD_SEP = "|"
+
+
+def record_crc(message_id: str) -> int:
+    """What picks a message's hash among its generation's (`Keys.billing_records`)."""
+    return zlib.crc32(message_id.encode())

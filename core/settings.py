@@ -19,7 +19,7 @@ from starlette.datastructures import Secret
 
 from core.clock import MAX_AGE_MS
 from core.forwarding import ForwardSettings
-from core.keys import DEFAULT_PREFIX, Keys
+from core.keys import DEFAULT_PREFIX, DEFAULT_RECORD_SHARDS, Keys
 from core.products import PRODUCTS
 
 DAY = 24 * 3600
@@ -27,6 +27,8 @@ PROVIDERS = ("verihubs", "telnyx", "meta", "twilio")
 VERIHUBS_PRODUCTS = tuple(name for provider, name in PRODUCTS if provider == "verihubs")
 # Callback, admin and metrics tokens: `make run` generates 32 characters (24 random bytes).
 MIN_TOKEN_LENGTH = 32
+# Billing-record hashes a generation may have: enough for ~130 million records in listpacks.
+MAX_RECORD_SHARDS = 1 << 20
 
 
 def _secret(value: str) -> Secret | None:
@@ -140,6 +142,7 @@ class Settings:
     queue_name: str
     message_ttl: int
     billing_horizon: int
+    billing_record_shards: int
     billing_timezone: ZoneInfo
     failed_job_ttl: int
     job_timeout: int
@@ -201,6 +204,9 @@ class Settings:
             queue_name=config("QUEUE_NAME", default=f"{prefix}-callbacks"),
             message_ttl=config("MESSAGE_TTL", cast=int, default=7 * DAY),
             billing_horizon=config("BILLING_HORIZON", cast=int, default=35 * DAY),
+            billing_record_shards=config(
+                "BILLING_RECORD_SHARDS", cast=int, default=DEFAULT_RECORD_SHARDS
+            ),
             billing_timezone=config("BILLING_TIMEZONE", cast=zone, default="UTC"),
             failed_job_ttl=config("FAILED_JOB_TTL", cast=int, default=7 * DAY),
             job_timeout=config("JOB_TIMEOUT", cast=int, default=60),
@@ -248,6 +254,8 @@ class Settings:
                 f"BILLING_HORIZON must be at least {floor} s (MESSAGE_TTL, and the 30 days"
                 " within which provider times are believed)"
             )
+        if not 1 <= self.billing_record_shards <= MAX_RECORD_SHARDS:
+            raise ValueError(f"BILLING_RECORD_SHARDS must be 1 to {MAX_RECORD_SHARDS}")
         self._check_tokens()
         self._check_front_door()
         if trusts_anyone(self.trusted_proxies) and any(self.allowed_networks.values()):

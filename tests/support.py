@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import SimpleWorker
 
-from core import products
+from core import keys, products
 from core.embedded import free_port
 from core.model import Status
 from core.queue import JobSerializer, queue
@@ -81,6 +81,14 @@ def apply_shuffled(redis: Redis, settings: Settings, events: list, rnd: random.R
 
 
 # Sans I/O: what an adapter makes of its input ---------------------------------------------
+
+
+def billing_records(redis: Redis, provider: str, message_id: str) -> list[tuple[str, str]]:
+    """Every (hash, value) holding the message's billing record, found by looking in every
+    generation's hashes (not by the script's rule for where it goes)."""
+    pattern = keys.DEFAULT.billing_records(provider) + ":*:*"
+    found = [(k.decode(), redis.hget(k, message_id)) for k in redis.scan_iter(pattern)]
+    return [(k, v.decode()) for k, v in found if v is not None]
 
 
 def status_of(event) -> Status | None:

@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import keys
+from core import keys, products
 from core.events import Event
-from tests.support import ADMIN, CALLBACK_TOKEN, message, metric, run_jobs
+from tests.support import ADMIN, CALLBACK_TOKEN, billing_records, message, metric, run_jobs
+from workers import store as store_module
 from workers.store import Store
 
 OTP, SMS = "whatsapp-otp", "sms-otp"
@@ -108,7 +109,8 @@ def test_a_replay_after_expiry_re_attaches_and_is_not_billed_again(redis, short_
     short_lived.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
     assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
     expire(redis, "s")
-    assert redis.pttl(keys.DEFAULT.billing_record("verihubs", "s")) > 30 * 86_400_000
+    ((record, _),) = billing_records(redis, "verihubs", "s")
+    assert redis.pttl(record) > 30 * 86_400_000
     # A provider's late retry of "sent", then a new "delivered", days later.
     later = T0 + 3 * 86_400_000
     short_lived.apply("b2", [verihubs("s", 1, later), verihubs("s", 2, later + 1000)])
@@ -149,9 +151,8 @@ def test_a_mismatch_after_expiry_is_still_a_mismatch(redis, short_lived, reader)
 
 def test_past_the_horizon_a_message_starts_anew(redis, store, reader):
     store.apply("b1", [verihubs("s", 1, T0)])
-    redis.delete(
-        keys.DEFAULT.message("verihubs", "s"), keys.DEFAULT.billing_record("verihubs", "s")
-    )
+    ((record, _),) = billing_records(redis, "verihubs", "s")
+    redis.delete(keys.DEFAULT.message("verihubs", "s"), record)  # as the horizon would
     store.apply("b2", [verihubs("s", 1, T0 + 40 * 86_400_000)])
     assert billed(reader, *ALL_TIME) == {
         ("2026-11-20", "verihubs", OTP): 1,
@@ -167,6 +168,107 @@ def test_the_billing_horizon_is_never_shorter_than_the_state_or_believed_times(r
     with pytest.raises(ValueError, match="BILLING_HORIZON"):
         make_settings(redis_server.url, MESSAGE_TTL=str(40 * 86_400))
     assert make_settings(redis_server.url).billing_horizon == 35 * 86_400
+
+
+# Billing records: fields of their generation's hashes, not a key each ----------------------
+
+GENERATION = keys.RECORD_GENERATION_MS
+
+
+def worker_clock(monkeypatch, ms: int) -> None:
+    """The worker's clock, which picks the generation a record is written in."""
+    monkeypatch.setattr(store_module, "now_ms", lambda: ms)
+
+
+def generation_of(record_hash: str) -> int:
+    return int(record_hash.split(":")[-2])
+
+
+def forget_state(redis, *sessions: str) -> None:
+    for session in sessions:
+        redis.delete(keys.DEFAULT.message("verihubs", session))  # as MESSAGE_TTL would
+
+
+def test_a_record_of_an_older_generation_re_attaches_and_moves_to_the_new_one(
+    redis, store, reader, monkeypatch
+):
+    worker_clock(monkeypatch, T0)
+    store.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
+    ((first, _),) = billing_records(redis, "verihubs", "s")
+    assert generation_of(first) == T0 // GENERATION
+    forget_state(redis, "s")
+    later = T0 + 3 * GENERATION  # within the 35-day horizon
+    worker_clock(monkeypatch, later)
+    store.apply("b2", [verihubs("s", 2, later)])
+    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
+    assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 1
+    # One record, in the new generation: the old one is gone, so it cannot outlive it.
+    ((moved, value),) = billing_records(redis, "verihubs", "s")
+    assert generation_of(moved) == later // GENERATION
+    assert keys.BillingRecord.decode(value).first_ms == T0
+    assert redis.pexpiretime(moved) == (later // GENERATION + 1) * GENERATION + 35 * 86_400_000
+
+
+def test_a_record_kept_under_its_own_key_by_an_earlier_version_still_counts(redis, store, reader):
+    store.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
+    ((where, value),) = billing_records(redis, "verihubs", "s")
+    forget_state(redis, "s")
+    # As the version before generations kept it: a key of its own, the horizon its ttl.
+    redis.hdel(where, "s")
+    legacy = keys.DEFAULT.billing_record("verihubs", "s")
+    redis.set(legacy, value, px=35 * 86_400_000)
+    store.apply("b2", [verihubs("s", 2, T0 + 2000)])
+    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
+    assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 1
+    assert not redis.exists(legacy)
+    ((_, moved),) = billing_records(redis, "verihubs", "s")
+    delivered = 1 << products.status_bit("verihubs", OTP, 2)
+    assert (
+        keys.BillingRecord.decode(moved).seen == keys.BillingRecord.decode(value).seen | delivered
+    )
+
+
+def test_a_changed_shard_count_starts_with_the_next_generation_and_loses_no_record(
+    redis, settings, reader, monkeypatch
+):
+    def store(shards: int) -> Store:
+        return Store(redis, 60, 60, settings.billing_horizon, settings.queue_name,
+                     record_shards=shards)  # fmt: skip
+
+    sessions = [f"s{i}" for i in range(40)]
+    worker_clock(monkeypatch, T0)
+    store(4).apply("b1", [verihubs(s, 1, T0) for s in sessions])
+    forget_state(redis, *sessions)
+    # Same generation, more hashes asked for: the generation keeps its 4.
+    store(64).apply("b2", [verihubs(s, 2, T0 + 1000) for s in sessions[:20]])
+    forget_state(redis, *sessions)
+    later = T0 + GENERATION
+    worker_clock(monkeypatch, later)
+    store(64).apply("b3", [verihubs(s, 2, later) for s in sessions[20:]])
+    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 40}
+    assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 40
+    by_generation = Counter()
+    for session in sessions:
+        ((where, _),) = billing_records(redis, "verihubs", session)
+        by_generation[generation_of(where), int(where.rsplit(":", 1)[1]) < 4] += 1
+    # Every shard number of the first generation is below its 4; the second spreads wider.
+    assert by_generation[T0 // GENERATION, True] == 20
+    assert (
+        by_generation[later // GENERATION, True] + by_generation[later // GENERATION, False] == 20
+    )
+    assert by_generation[later // GENERATION, False] > 0
+    counts = keys.DEFAULT.billing_records("verihubs")
+    assert redis.get(f"{counts}:{T0 // GENERATION}") == b"4"
+    assert redis.get(f"{counts}:{later // GENERATION}") == b"64"
+
+
+def test_the_record_shard_count_is_bounded(redis_server):
+    from tests.support import make_settings
+
+    for bad in ("0", "-1", str((1 << 20) + 1)):
+        with pytest.raises(ValueError, match="BILLING_RECORD_SHARDS"):
+            make_settings(redis_server.url, BILLING_RECORD_SHARDS=bad)
+    assert make_settings(redis_server.url).billing_record_shards == keys.DEFAULT_RECORD_SHARDS
 
 
 # Upgrade: counts and messages from before 15-minute buckets --------------------------------

@@ -23,7 +23,7 @@ from tests.reference import (
     stored,
 )
 from tests.strategies import SLOW, callbacks, with_intruders
-from tests.support import apply_shuffled
+from tests.support import apply_shuffled, billing_records
 from workers.store import Store, Unflushed
 
 
@@ -167,11 +167,15 @@ def _family(values: Counter[str], key: str) -> int:
 def test_a_batch_applied_twice_counts_once(redis, store, reader):
     batch = [event("m0", 0), event("m0", 2), event("m0", 2), event("m1", 9)]
     first = store.apply("same-batch", batch)
-    record = keys.DEFAULT.billing_record("verihubs", "m0")
 
     def snapshot():
         m0 = redis.hgetall("otp:m:verihubs:m0")
-        return reader.counters(), billing_buckets(redis), m0, redis.get(record)
+        return (
+            reader.counters(),
+            billing_buckets(redis),
+            m0,
+            billing_records(redis, "verihubs", "m0"),
+        )
 
     before = snapshot()
     assert store.apply("same-batch", batch) == [None] * 4
@@ -223,8 +227,10 @@ def test_message_state_expires_but_billing_survives(redis, store):
     store.apply("b", [event("m0", 2)])
     ttl = redis.pttl("otp:m:verihubs:m0")
     assert 0 < ttl <= store.message_ttl_ms
-    assert store.message_ttl_ms < redis.pttl(keys.DEFAULT.billing_record("verihubs", "m0"))
-    assert redis.pttl(keys.DEFAULT.billing_record("verihubs", "m0")) <= store.billing_horizon_ms
+    ((record, _),) = billing_records(redis, "verihubs", "m0")
+    # Its generation's hashes expire together, a horizon after the generation ends.
+    assert store.billing_horizon_ms < redis.pttl(record)
+    assert redis.pttl(record) <= store.billing_horizon_ms + keys.RECORD_GENERATION_MS
     assert all(redis.ttl(key) == -1 for key in redis.scan_iter(f"{keys.DEFAULT.billing}:*"))
 
 

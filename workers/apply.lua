@@ -7,17 +7,20 @@
 -- core/counters.py (workers/script.py), so this file never restates the model's tables,
 -- the message hash's field names or the counter families' keys.
 --
--- KEYS: per callback (PER_KEYS): its message hash, its billing record, the applied-events
---       bitmap of its batch; then the counters hash, the billing hash (its per-day
+-- KEYS: per callback (PER_KEYS): its message hash, its billing record's key from before
+--       records were kept by generation (read, and moved, while any is left), the
+--       applied-events bitmap of its batch; then the counters hash, the billing hash (its per-day
 --       quarter-hour hashes are that .. ':' .. day), the queue's count of queued events, the
 --       outbox stream, the delivery timer set
--- ARGV: now_ms, message ttl ms, applied-bitmap ttl ms, billing horizon ms, outbox bound;
+-- ARGV: now_ms, message ttl ms, applied-bitmap ttl ms, billing horizon ms, outbox bound,
+--       billing-record hashes for a new generation (BILLING_RECORD_SHARDS);
 --       then per callback (PER_ARGS): provider, product, status bit (-1: code unknown to the
 --       product), raw code, at_ms (first-seen time to record), received_ms, index in its
 --       batch, events in its batch, the provider's billing flag (-1: none sent, 0: not
 --       billable, 1: billable), the provider's status as sent ('' : the code says it all),
 --       message id, delivery timeout ms of the product (0: none), the provider's
---       search-index prefix (its sets are that .. product .. ':' .. state)
+--       search-index prefix (its sets are that .. product .. ':' .. state), the provider's
+--       billing-records prefix (core.keys.Keys.billing_records), crc32 of the message id
 -- Returns per callback its outcome, REPLAY, or {error} where it failed (a command Redis
 -- refused, or an error of the script itself); the chunk's other callbacks are applied all
 -- the same. If the summed increments cannot all be written, the call answers an error that
@@ -27,7 +30,9 @@
 -- The billing record (core.keys.BillingRecord) keeps product, statuses, flags, first time,
 -- observed latency stages and billing scheme for the billing horizon, longer than the
 -- message hash lives: a callback after the state expired re-attaches to it, so a message
--- is billed once in its real life whatever arrives late.
+-- is billed once in its real life whatever arrives late. Records are fields of the hashes
+-- of the generation of their last write (core.keys.RECORD_GENERATION_MS), which expire
+-- together a horizon after the generation ends.
 --
 -- Message hash fields (F, core.keys.MessageField): product, bitmask of statuses seen,
 -- first callback ms, latency stages already observed, duplicates, late arrivals, billing
@@ -44,20 +49,20 @@ local BATCH_BUCKETS = __BATCH_BUCKETS__
 local F, K = __FIELDS__, __COUNTERS__
 local O, NO_STATE, REPLAY, UNFLUSHED = __OUTCOME_NAMES__, __NO_STATE__, __REPLAY__, __UNFLUSHED__
 local FLAG_BILLABLE, FLAG_NOT_BILLABLE = __FLAG_BILLABLE__, __FLAG_NOT_BILLABLE__
-local DAY_MS, QUARTER_MS = __DAY_MS__, __QUARTER_MS__
+local DAY_MS, QUARTER_MS, GENERATION_MS = __DAY_MS__, __QUARTER_MS__, __RECORD_GENERATION_MS__
 local DAY_SCHEME, QUARTER_SCHEME, RECORD_SEP = __DAY_SCHEME__, __QUARTER_SCHEME__, __RECORD_SEP__
 local MAX_UNKNOWN = __MAX_UNKNOWN__
 local HISTORY_LETTER, MAX_HISTORY = __HISTORY_OUTCOMES__, __MAX_HISTORY__
 local HISTORY_PART_SEP = __HISTORY_PART_SEP__
 local OF, STATE_TYPE = __OUTBOX_FIELDS__, __STATE_TYPE__
 
-local PER_KEYS, PER_ARGS = 3, 13
+local PER_KEYS, PER_ARGS = 3, 15
 local events = (#KEYS - 5) / PER_KEYS
 local shared = events * PER_KEYS
 local counters, billing, queued = KEYS[shared + 1], KEYS[shared + 2], KEYS[shared + 3]
 local outbox, timers = KEYS[shared + 4], KEYS[shared + 5]
 local now, message_ttl, applied_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local horizon, outbox_bound = ARGV[4], ARGV[5]
+local horizon, outbox_bound, new_shards = ARGV[4], ARGV[5], ARGV[6]
 
 -- The chunk's increments, key -> field -> sum (the counters hash, the billing buckets):
 -- written at the end (a field incremented by 0 is still written, as one HINCRBY per
@@ -78,6 +83,62 @@ local function reason(err)
 end
 
 __STATE_FUNCTIONS__
+
+-- Billing records (core.keys.Keys.billing_records). A generation's hashes live while
+-- (generation + 1) * GENERATION_MS + horizon is ahead: only those can hold a record.
+local generation = math.floor(now / GENERATION_MS)
+local oldest = math.floor((now - tonumber(horizon)) / GENERATION_MS)
+local expire_at = (generation + 1) * GENERATION_MS + tonumber(horizon)
+local shard_counts, expiring = {}, {}
+
+-- How many hashes a generation's records are spread over (false: it has none).
+local function shards(records, gen)
+  local key = records .. ':' .. gen
+  local n = shard_counts[key]
+  if n == nil then
+    n = tonumber(redis.call('GET', key)) or false
+    shard_counts[key] = n
+  end
+  return n
+end
+
+-- A message's record and the hash holding it, newest generation first (a record is written
+-- in each callback's generation, so an older copy, if any, is older news).
+local function find_record(records, crc, id)
+  for gen = generation, oldest, -1 do
+    local n = shards(records, gen)
+    if n then
+      local hash = records .. ':' .. gen .. ':' .. (crc % n)
+      local record = redis.call('HGET', hash, id)
+      if record then return record, hash end
+    end
+  end
+  return false, nil
+end
+
+-- Writes a record in this generation's hash for it, and takes it out of the one it was
+-- found in. A generation's number of hashes is fixed by its first record: a changed
+-- BILLING_RECORD_SHARDS starts with the next generation, and every record is still found.
+local function keep_record(records, crc, id, record, found)
+  local n = shards(records, generation)
+  if not n then
+    local key = records .. ':' .. generation
+    -- Not SET NX GET: that is Redis 7.0's, and 6.2 is supported.
+    if redis.call('SET', key, new_shards, 'NX', 'PXAT', expire_at) then
+      n = tonumber(new_shards)
+    else
+      n = tonumber(redis.call('GET', key))
+    end
+    shard_counts[key] = n
+  end
+  local hash = records .. ':' .. generation .. ':' .. (crc % n)
+  if found and found ~= hash then redis.call('HDEL', found, id) end
+  redis.call('HSET', hash, id, record)
+  if not expiring[hash] then
+    redis.call('PEXPIREAT', hash, expire_at)
+    expiring[hash] = true
+  end
+end
 
 local function name(b)
   if b < 0 then return NO_STATE end
@@ -119,6 +180,7 @@ local function apply(kb, ab)
   local product_sent, received = ARGV[ab + 2], tonumber(ARGV[ab + 6])
   local index, size = ARGV[ab + 7], ARGV[ab + 8]
   local as_sent, id, timeout = ARGV[ab + 10], ARGV[ab + 11], tonumber(ARGV[ab + 12])
+  local records, crc = ARGV[ab + 14], tonumber(ARGV[ab + 15])
 
   -- What is known of the message: its live hash, else its billing record (state expired,
   -- still within the billing horizon). A hash without a record was written before records
@@ -126,7 +188,12 @@ local function apply(kb, ab)
   -- is set: a key Redis refuses to read (of another type) fails the callback unapplied, so
   -- that a retry applies it.
   local h = redis.call('HMGET', msg, F.product, F.seen, F.first, F.observed, F.flags)
-  local kept = redis.call('GET', record)
+  local kept, found = find_record(records, crc, id)
+  local legacy = false
+  if not kept then
+    kept = redis.call('GET', record)
+    legacy = kept ~= false
+  end
 
   -- At-least-once delivery: a replayed batch (retry, dead worker) must count nothing twice.
   if redis.call('SETBIT', applied, index, 1) == 1 then
@@ -347,8 +414,9 @@ local function apply(kb, ab)
     end
   end
   redis.call('PEXPIRE', msg, message_ttl)
-  redis.call('SET', record,
-    table.concat({product, m, flags, now_first, now_observed, scheme}, RECORD_SEP), 'PX', horizon)
+  keep_record(records, crc, id,
+    table.concat({product, m, flags, now_first, now_observed, scheme}, RECORD_SEP), found)
+  if legacy then redis.call('DEL', record) end
   return outcome
 end
 
@@ -356,7 +424,7 @@ end
 -- script's writes do), and the increments it and the others made are still written below.
 local out = {}
 for e = 0, events - 1 do
-  local ok, result = pcall(apply, e * PER_KEYS, 5 + e * PER_ARGS)
+  local ok, result = pcall(apply, e * PER_KEYS, 6 + e * PER_ARGS)
   if ok then
     out[#out + 1] = result
   else

@@ -68,6 +68,7 @@ def constants() -> dict[str, str]:
         "__UNFLUSHED__": _lua_value(UNFLUSHED),
         "__DAY_MS__": str(keys.DAY_MS),
         "__QUARTER_MS__": str(keys.QUARTER_MS),
+        "__RECORD_GENERATION_MS__": str(keys.RECORD_GENERATION_MS),
         "__DAY_SCHEME__": _lua_value(keys.DAY_SCHEME),
         "__QUARTER_SCHEME__": _lua_value(keys.QUARTER_SCHEME),
         "__RECORD_SEP__": _lua_value(keys.RECORD_SEP),

@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from core import model, products
 from core.clock import now_ms
 from core.events import Event
-from core.keys import DEFAULT, Keys
+from core.keys import DEFAULT, DEFAULT_RECORD_SHARDS, Keys, record_crc
 from core.settings import Settings
 from workers import script
 
@@ -41,6 +41,7 @@ class Store:
             settings.keys,
             settings.forward.delivery_timeouts,
             settings.forward.outbox_bound,
+            settings.billing_record_shards,
         )
 
     def __init__(
@@ -54,6 +55,7 @@ class Store:
         # (provider, product) -> DELIVERY_TIMEOUT seconds; 0 or missing: no timer.
         delivery_timeouts: Mapping[tuple[str, str], int] | None = None,
         outbox_max_events: int = 100_000,
+        record_shards: int = DEFAULT_RECORD_SHARDS,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -63,6 +65,7 @@ class Store:
         self.billing_horizon_ms = billing_horizon * 1000
         self.delivery_timeouts_ms = {k: v * 1000 for k, v in (delivery_timeouts or {}).items()}
         self.outbox_max_events = outbox_max_events
+        self.record_shards = record_shards
         self._source = script.source()
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
@@ -152,6 +155,7 @@ class Store:
             self.applied_ttl_ms,
             self.billing_horizon_ms,
             self.outbox_max_events,
+            self.record_shards,
         ]
         for applied, events, index in calls:
             e = events[index]
@@ -174,6 +178,8 @@ class Store:
                 e.message_id,
                 self.delivery_timeouts_ms.get((e.provider, e.product), 0),
                 self.keys.index_prefix(e.provider),
+                self.keys.billing_records(e.provider),
+                record_crc(e.message_id),
             ]
         keys += [
             self.keys.counters,

@@ -25,9 +25,9 @@ DAY_SCHEME, QUARTER_SCHEME = "d", "q"
 # expire as one, BILLING_HORIZON after the generation ends: a record outlives its message's
 # last callback by the horizon, and by at most one generation more.
 RECORD_GENERATION_MS = 7 * DAY_MS
-# Hashes per provider and generation unless BILLING_RECORD_SHARDS says otherwise. A hash of
-# up to 128 records stays a listpack (hash-max-listpack-entries): 1024 fit ~130,000 records a
-# generation, ~18,000 messages a day and provider.
+# Hashes per provider and generation unless BILLING_RECORD_SHARDS says otherwise: ~100
+# records a hash (a listpack, scanned on lookup, up to hash-max-listpack-entries, 512 by
+# default) for ~15,000 messages a day and provider.
 DEFAULT_RECORD_SHARDS = 1024
 
 

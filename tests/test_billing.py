@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from redis.exceptions import ResponseError
 
 from core import keys, products
+from core.clock import now_ms
 from core.events import Event
 from tests.support import ADMIN, CALLBACK_TOKEN, billing_records, message, metric, run_jobs
 from workers import store as store_module
@@ -172,7 +174,10 @@ def test_the_billing_horizon_is_never_shorter_than_the_state_or_believed_times(r
 
 # Billing records: fields of their generation's hashes, not a key each ----------------------
 
-GENERATION = keys.RECORD_GENERATION_MS
+GENERATION, HORIZON = keys.RECORD_GENERATION_MS, 35 * 86_400_000
+# The middle of the current generation: Redis expires a generation's hashes on its own clock,
+# so the worker's (faked below) must not be far behind it.
+NOW = (now_ms() // GENERATION) * GENERATION + GENERATION // 2
 
 
 def worker_clock(monkeypatch, ms: int) -> None:
@@ -189,24 +194,87 @@ def forget_state(redis, *sessions: str) -> None:
         redis.delete(keys.DEFAULT.message("verihubs", session))  # as MESSAGE_TTL would
 
 
+def billed_once(reader, ms: int, times: int = 1) -> dict:
+    day = datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    return {(day, "verihubs", OTP): times}
+
+
 def test_a_record_of_an_older_generation_re_attaches_and_moves_to_the_new_one(
     redis, store, reader, monkeypatch
 ):
-    worker_clock(monkeypatch, T0)
-    store.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
+    t0 = NOW - 3 * GENERATION  # within the 35-day horizon
+    worker_clock(monkeypatch, t0)
+    store.apply("b1", [verihubs("s", 0, t0), verihubs("s", 1, t0 + 1000)])
     ((first, _),) = billing_records(redis, "verihubs", "s")
-    assert generation_of(first) == T0 // GENERATION
+    assert generation_of(first) == t0 // GENERATION
     forget_state(redis, "s")
-    later = T0 + 3 * GENERATION  # within the 35-day horizon
-    worker_clock(monkeypatch, later)
-    store.apply("b2", [verihubs("s", 2, later)])
-    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
+    worker_clock(monkeypatch, NOW)
+    store.apply("b2", [verihubs("s", 2, NOW)])
+    assert billed(reader, *ALL_TIME) == billed_once(reader, t0)
     assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 1
     # One record, in the new generation: the old one is gone, so it cannot outlive it.
     ((moved, value),) = billing_records(redis, "verihubs", "s")
-    assert generation_of(moved) == later // GENERATION
-    assert keys.BillingRecord.decode(value).first_ms == T0
-    assert redis.pexpiretime(moved) == (later // GENERATION + 1) * GENERATION + 35 * 86_400_000
+    assert generation_of(moved) == NOW // GENERATION
+    assert keys.BillingRecord.decode(value).first_ms == t0
+    assert redis.pexpiretime(moved) == (NOW // GENERATION + 1) * GENERATION + HORIZON
+
+
+def test_a_record_is_found_to_the_horizons_end_and_not_after(redis, store, reader, monkeypatch):
+    """The generations looked in are exactly those whose hashes can still be alive."""
+    t0 = NOW - 5 * GENERATION  # the oldest generation whose hashes Redis still holds
+    worker_clock(monkeypatch, t0)
+    store.apply("b1", [verihubs("old", 1, t0), verihubs("gone", 1, t0)])
+    forget_state(redis, "old", "gone")
+    end = (t0 // GENERATION + 1) * GENERATION + HORIZON  # when t0's hashes expire
+    worker_clock(monkeypatch, end - 1)
+    store.apply("b2", [verihubs("old", 2, end - 1)])
+    worker_clock(monkeypatch, end)
+    store.apply("b3", [verihubs("gone", 2, end)])
+    values = reader.counters()
+    assert values["reattached|verihubs|whatsapp-otp"] == 1  # "old"
+    assert values["started|verihubs|whatsapp-otp"] == 3  # both, then "gone" anew
+    assert sum(billed(reader, *ALL_TIME).values()) == 3
+
+
+def test_a_worker_behind_at_a_generations_end_finds_the_record_moved_on(
+    redis, store, reader, monkeypatch
+):
+    """Two workers whose clocks straddle the end of a generation: the one behind finds what
+    the one ahead wrote, bills nothing again and does not move the record back."""
+    end = (NOW // GENERATION + 1) * GENERATION
+    worker_clock(monkeypatch, end - 10)
+    store.apply("b1", [verihubs("s", 0, end - 10)])
+    worker_clock(monkeypatch, end + 10)  # the worker ahead
+    store.apply("b2", [verihubs("s", 1, end - 5)])
+    worker_clock(monkeypatch, end - 1)  # the worker behind
+    store.apply("b3", [verihubs("s", 2, end - 1)])
+    ((where, value),) = billing_records(redis, "verihubs", "s")
+    assert generation_of(where) == end // GENERATION
+    assert keys.BillingRecord.decode(value).scheme == keys.QUARTER_SCHEME
+    assert billed(reader, *ALL_TIME) == billed_once(reader, end - 10)
+    assert reader.counters()["billable|verihubs|whatsapp-otp"] == 1
+
+
+@pytest.mark.parametrize("generation_started", [True, False])
+def test_a_record_hash_of_another_type_fails_the_callback_unapplied(
+    redis, store, reader, generation_started
+):
+    """Where the record goes is read before the replay marker is set, whether or not its
+    generation has hashes yet: the retry applies the callback, and its record is kept."""
+    generation = f"{keys.DEFAULT.billing_records('verihubs')}:{now_ms() // GENERATION}"
+    if generation_started:
+        redis.set(generation, "1")  # every record of this generation goes to hash 0
+        target = generation + ":0"
+    else:
+        target = f"{generation}:{keys.record_crc('s') % store.record_shards}"
+    redis.set(target, "not a hash")
+    (result,) = store.apply_many([("b", [verihubs("s", 1, T0)])])
+    assert isinstance(result, ResponseError) and "WRONGTYPE" in str(result)
+    redis.delete(target)
+    assert [o.value for o in store.apply("b", [verihubs("s", 1, T0)])] == ["new"]
+    ((where, _),) = billing_records(redis, "verihubs", "s")
+    assert where == target
+    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
 
 
 def test_a_record_kept_under_its_own_key_by_an_earlier_version_still_counts(redis, store, reader):
@@ -216,7 +284,7 @@ def test_a_record_kept_under_its_own_key_by_an_earlier_version_still_counts(redi
     # As the version before generations kept it: a key of its own, the horizon its ttl.
     redis.hdel(where, "s")
     legacy = keys.DEFAULT.billing_record("verihubs", "s")
-    redis.set(legacy, value, px=35 * 86_400_000)
+    redis.set(legacy, value, px=HORIZON)
     store.apply("b2", [verihubs("s", 2, T0 + 2000)])
     assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
     assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 1
@@ -236,30 +304,27 @@ def test_a_changed_shard_count_starts_with_the_next_generation_and_loses_no_reco
                      record_shards=shards)  # fmt: skip
 
     sessions = [f"s{i}" for i in range(40)]
-    worker_clock(monkeypatch, T0)
-    store(4).apply("b1", [verihubs(s, 1, T0) for s in sessions])
+    t0 = NOW - GENERATION
+    worker_clock(monkeypatch, t0)
+    store(4).apply("b1", [verihubs(s, 1, t0) for s in sessions])
     forget_state(redis, *sessions)
     # Same generation, more hashes asked for: the generation keeps its 4.
-    store(64).apply("b2", [verihubs(s, 2, T0 + 1000) for s in sessions[:20]])
+    store(64).apply("b2", [verihubs(s, 2, t0 + 1000) for s in sessions[:20]])
     forget_state(redis, *sessions)
-    later = T0 + GENERATION
-    worker_clock(monkeypatch, later)
-    store(64).apply("b3", [verihubs(s, 2, later) for s in sessions[20:]])
-    assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 40}
+    worker_clock(monkeypatch, NOW)
+    store(64).apply("b3", [verihubs(s, 2, NOW) for s in sessions[20:]])
+    assert billed(reader, *ALL_TIME) == billed_once(reader, t0, 40)
     assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 40
-    by_generation = Counter()
+    shard_numbers: dict[int, list[int]] = {}
     for session in sessions:
         ((where, _),) = billing_records(redis, "verihubs", session)
-        by_generation[generation_of(where), int(where.rsplit(":", 1)[1]) < 4] += 1
-    # Every shard number of the first generation is below its 4; the second spreads wider.
-    assert by_generation[T0 // GENERATION, True] == 20
-    assert (
-        by_generation[later // GENERATION, True] + by_generation[later // GENERATION, False] == 20
-    )
-    assert by_generation[later // GENERATION, False] > 0
+        shard_numbers.setdefault(generation_of(where), []).append(int(where.rsplit(":", 1)[1]))
+    old, new = shard_numbers[t0 // GENERATION], shard_numbers[NOW // GENERATION]
+    assert len(old) == len(new) == 20
+    assert max(old) < 4 < max(new)
     counts = keys.DEFAULT.billing_records("verihubs")
-    assert redis.get(f"{counts}:{T0 // GENERATION}") == b"4"
-    assert redis.get(f"{counts}:{later // GENERATION}") == b"64"
+    assert redis.get(f"{counts}:{t0 // GENERATION}") == b"4"
+    assert redis.get(f"{counts}:{NOW // GENERATION}") == b"64"
 
 
 def test_the_record_shard_count_is_bounded(redis_server):

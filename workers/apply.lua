@@ -85,13 +85,21 @@ end
 __STATE_FUNCTIONS__
 
 -- Billing records (core.keys.Keys.billing_records). A generation's hashes live while
--- (generation + 1) * GENERATION_MS + horizon is ahead: only those can hold a record.
+-- (generation + 1) * GENERATION_MS + horizon is ahead: only those can hold a record. The
+-- generation after this worker's is looked in too, and a record is never moved back to an
+-- older one: at a generation's end, a worker whose clock or call is behind another's must
+-- find the record the other has moved on.
 local generation = math.floor(now / GENERATION_MS)
 local oldest = math.floor((now - tonumber(horizon)) / GENERATION_MS)
-local expire_at = (generation + 1) * GENERATION_MS + tonumber(horizon)
 local shard_counts, expiring = {}, {}
 
--- How many hashes a generation's records are spread over (false: it has none).
+local function expiry(gen)
+  return (gen + 1) * GENERATION_MS + tonumber(horizon)
+end
+
+-- How many hashes a generation's records are spread over (false: it has none yet). Fixed by
+-- its first record: a changed BILLING_RECORD_SHARDS starts with a new generation, and every
+-- record is still found.
 local function shards(records, gen)
   local key = records .. ':' .. gen
   local n = shard_counts[key]
@@ -102,41 +110,43 @@ local function shards(records, gen)
   return n
 end
 
--- A message's record and the hash holding it, newest generation first (a record is written
--- in each callback's generation, so an older copy, if any, is older news).
-local function find_record(records, crc, id)
-  for gen = generation, oldest, -1 do
-    local n = shards(records, gen)
+-- A message's record, the hash it was found in (newest generation first: an older copy, if
+-- any, is older news), the hash it is written to and that hash's generation (the newer of
+-- this one and the one it was found in). Both hashes are read here, before the replay
+-- marker: a key Redis refuses (of another type) fails the callback unapplied, so that its
+-- retry applies it.
+local function locate(records, crc, id)
+  local record, found, gen = false, nil, generation
+  for g = generation + 1, oldest, -1 do
+    local n = shards(records, g)
     if n then
-      local hash = records .. ':' .. gen .. ':' .. (crc % n)
-      local record = redis.call('HGET', hash, id)
-      if record then return record, hash end
+      local hash = records .. ':' .. g .. ':' .. (crc % n)
+      record = redis.call('HGET', hash, id)
+      if record then
+        found, gen = hash, math.max(g, generation)
+        break
+      end
     end
   end
-  return false, nil
+  local n = shards(records, gen)
+  local target = records .. ':' .. gen .. ':' .. (crc % (n or tonumber(new_shards)))
+  -- Read above unless its generation has no hashes yet.
+  if not n then redis.call('HGET', target, id) end
+  return record, found, target, gen
 end
 
--- Writes a record in this generation's hash for it, and takes it out of the one it was
--- found in. A generation's number of hashes is fixed by its first record: a changed
--- BILLING_RECORD_SHARDS starts with the next generation, and every record is still found.
-local function keep_record(records, crc, id, record, found)
-  local n = shards(records, generation)
-  if not n then
-    local key = records .. ':' .. generation
-    -- Not SET NX GET: that is Redis 7.0's, and 6.2 is supported.
-    if redis.call('SET', key, new_shards, 'NX', 'PXAT', expire_at) then
-      n = tonumber(new_shards)
-    else
-      n = tonumber(redis.call('GET', key))
-    end
-    shard_counts[key] = n
+-- Writes a record where `locate` said, then takes it out of the hash it was found in.
+local function keep_record(records, gen, target, id, record, found)
+  if not shards(records, gen) then
+    -- Read as absent by `locate`, in this same atomic call.
+    redis.call('SET', records .. ':' .. gen, new_shards, 'PXAT', expiry(gen))
+    shard_counts[records .. ':' .. gen] = tonumber(new_shards)
   end
-  local hash = records .. ':' .. generation .. ':' .. (crc % n)
-  if found and found ~= hash then redis.call('HDEL', found, id) end
-  redis.call('HSET', hash, id, record)
-  if not expiring[hash] then
-    redis.call('PEXPIREAT', hash, expire_at)
-    expiring[hash] = true
+  redis.call('HSET', target, id, record)
+  if found and found ~= target then redis.call('HDEL', found, id) end
+  if not expiring[target] then
+    redis.call('PEXPIREAT', target, expiry(gen))
+    expiring[target] = true
   end
 end
 
@@ -188,7 +198,7 @@ local function apply(kb, ab)
   -- is set: a key Redis refuses to read (of another type) fails the callback unapplied, so
   -- that a retry applies it.
   local h = redis.call('HMGET', msg, F.product, F.seen, F.first, F.observed, F.flags)
-  local kept, found = find_record(records, crc, id)
+  local kept, found, target, record_gen = locate(records, crc, id)
   local legacy = false
   if not kept then
     kept = redis.call('GET', record)
@@ -414,7 +424,7 @@ local function apply(kb, ab)
     end
   end
   redis.call('PEXPIRE', msg, message_ttl)
-  keep_record(records, crc, id,
+  keep_record(records, record_gen, target, id,
     table.concat({product, m, flags, now_first, now_observed, scheme}, RECORD_SEP), found)
   if legacy then redis.call('DEL', record) end
   return outcome

@@ -277,6 +277,20 @@ def test_a_record_hash_of_another_type_fails_the_callback_unapplied(
     assert billed(reader, *ALL_TIME) == {("2026-11-20", "verihubs", OTP): 1}
 
 
+def test_a_longer_horizon_keeps_a_generations_hash_count_as_long_as_its_records(
+    redis, settings, store, monkeypatch
+):
+    worker_clock(monkeypatch, NOW)
+    store.apply("b1", [verihubs("s", 1, NOW)])
+    longer = Store(redis, 60, 60, settings.billing_horizon + 86_400, settings.queue_name)
+    longer.apply("b2", [verihubs("t", 1, NOW)])
+    ((where, _),) = billing_records(redis, "verihubs", "s")
+    count = where.rsplit(":", 1)[0]
+    ends = (NOW // GENERATION + 1) * GENERATION + HORIZON + 86_400_000
+    assert redis.pexpiretime(count) == ends
+    assert all(redis.pexpiretime(k) == ends for k, _ in billing_records(redis, "verihubs", "t"))
+
+
 def test_a_record_kept_under_its_own_key_by_an_earlier_version_still_counts(redis, store, reader):
     store.apply("b1", [verihubs("s", 0, T0), verihubs("s", 1, T0 + 1000)])
     ((where, value),) = billing_records(redis, "verihubs", "s")

@@ -9,9 +9,9 @@
 --
 -- KEYS: per callback (PER_KEYS): its message hash, its billing record's key from before
 --       records were kept by generation (read, and moved, while any is left), the
---       applied-events bitmap of its batch; then the counters hash, the billing hash (its per-day
---       quarter-hour hashes are that .. ':' .. day), the queue's count of queued events, the
---       outbox stream, the delivery timer set
+--       applied-events bitmap of its batch; then the counters hash, the billing hash (its
+--       per-day quarter-hour hashes are that .. ':' .. day), the queue's count of queued
+--       events, the outbox stream, the delivery timer set
 -- ARGV: now_ms, message ttl ms, applied-bitmap ttl ms, billing horizon ms, outbox bound,
 --       billing-record hashes for a new generation (BILLING_RECORD_SHARDS);
 --       then per callback (PER_ARGS): provider, product, status bit (-1: code unknown to the
@@ -135,18 +135,23 @@ local function locate(records, crc, id)
   return record, found, target, gen
 end
 
--- Writes a record where `locate` said, then takes it out of the hash it was found in.
+-- Writes a record where `locate` said, then takes it out of the hash it was found in. The
+-- generation's count of hashes expires with them, whatever the horizon was when it began:
+-- without it they could not be found.
 local function keep_record(records, gen, target, id, record, found)
+  local count = records .. ':' .. gen
   if not shards(records, gen) then
     -- Read as absent by `locate`, in this same atomic call.
-    redis.call('SET', records .. ':' .. gen, new_shards, 'PXAT', expiry(gen))
-    shard_counts[records .. ':' .. gen] = tonumber(new_shards)
+    redis.call('SET', count, new_shards)
+    shard_counts[count] = tonumber(new_shards)
   end
   redis.call('HSET', target, id, record)
   if found and found ~= target then redis.call('HDEL', found, id) end
-  if not expiring[target] then
-    redis.call('PEXPIREAT', target, expiry(gen))
-    expiring[target] = true
+  for _, key in ipairs({target, count}) do
+    if not expiring[key] then
+      redis.call('PEXPIREAT', key, expiry(gen))
+      expiring[key] = true
+    end
   end
 end
 

@@ -135,6 +135,14 @@ local function locate(records, crc, id)
   return record, found, target, gen
 end
 
+-- A generation's hashes and count expire together; once per call is enough.
+local function expire_once(key, gen)
+  if not expiring[key] then
+    redis.call('PEXPIREAT', key, expiry(gen))
+    expiring[key] = true
+  end
+end
+
 -- Writes a record where `locate` said, then takes it out of the hash it was found in. The
 -- generation's count of hashes expires with them, whatever the horizon was when it began:
 -- without it they could not be found.
@@ -147,12 +155,8 @@ local function keep_record(records, gen, target, id, record, found)
   end
   redis.call('HSET', target, id, record)
   if found and found ~= target then redis.call('HDEL', found, id) end
-  for _, key in ipairs({target, count}) do
-    if not expiring[key] then
-      redis.call('PEXPIREAT', key, expiry(gen))
-      expiring[key] = true
-    end
-  end
+  expire_once(target, gen)
+  expire_once(count, gen)
 end
 
 local function name(b)

@@ -177,16 +177,15 @@ def memory(
         "message_key_bytes": redis.memory_usage(keys.DEFAULT.message("verihubs", _session(0))),
         # Records share their generation's hashes (BILLING_RECORD_SHARDS of them): their
         # bytes, and the count of hashes beside them, per message.
-        "billing_record_bytes": sum(
-            redis.memory_usage(k) for k in redis.scan_iter(keys.DEFAULT.billing_records("*") + ":*")
-        )
-        / messages,
-        "index_bytes_per_message": sum(
-            redis.memory_usage(k) for k in redis.scan_iter(keys.DEFAULT.index("*", "*", "*"))
-        )
-        / messages,
+        "billing_record_bytes": _bytes(redis, keys.DEFAULT.billing_records("*") + ":*") / messages,
+        "index_bytes_per_message": _bytes(redis, keys.DEFAULT.index("*", "*", "*")) / messages,
         "replay_markers_left": sum(1 for _ in redis.scan_iter(keys.DEFAULT.applied("*"))),
     }
+
+
+def _bytes(redis: Redis, pattern: str) -> int:
+    """What the keys matching `pattern` hold (`MEMORY USAGE`)."""
+    return sum(redis.memory_usage(k) for k in redis.scan_iter(pattern))
 
 
 def _session(i: int) -> str:

@@ -80,15 +80,15 @@ def apply_shuffled(redis: Redis, settings: Settings, events: list, rnd: random.R
     return copies
 
 
-# Sans I/O: what an adapter makes of its input ---------------------------------------------
-
-
 def billing_records(redis: Redis, provider: str, message_id: str) -> list[tuple[str, str]]:
     """Every (hash, value) holding the message's billing record, found by looking in every
     generation's hashes (not by the script's rule for where it goes)."""
     pattern = keys.DEFAULT.billing_records(provider) + ":*:*"
     found = [(k.decode(), redis.hget(k, message_id)) for k in redis.scan_iter(pattern)]
     return [(k, v.decode()) for k, v in found if v is not None]
+
+
+# Sans I/O: what an adapter makes of its input ---------------------------------------------
 
 
 def status_of(event) -> Status | None:

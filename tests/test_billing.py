@@ -194,9 +194,10 @@ def forget_state(redis, *sessions: str) -> None:
         redis.delete(keys.DEFAULT.message("verihubs", session))  # as MESSAGE_TTL would
 
 
-def billed_once(reader, ms: int, times: int = 1) -> dict:
+def billed_on_day_of(ms: int, messages: int = 1) -> dict:
+    """What `billed` answers when `messages` are billed on the UTC day of `ms`."""
     day = datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
-    return {(day, "verihubs", OTP): times}
+    return {(day, "verihubs", OTP): messages}
 
 
 def test_a_record_of_an_older_generation_re_attaches_and_moves_to_the_new_one(
@@ -210,7 +211,7 @@ def test_a_record_of_an_older_generation_re_attaches_and_moves_to_the_new_one(
     forget_state(redis, "s")
     worker_clock(monkeypatch, NOW)
     store.apply("b2", [verihubs("s", 2, NOW)])
-    assert billed(reader, *ALL_TIME) == billed_once(reader, t0)
+    assert billed(reader, *ALL_TIME) == billed_on_day_of(t0)
     assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 1
     # One record, in the new generation: the old one is gone, so it cannot outlive it.
     ((moved, value),) = billing_records(redis, "verihubs", "s")
@@ -251,7 +252,7 @@ def test_a_worker_behind_at_a_generations_end_finds_the_record_moved_on(
     ((where, value),) = billing_records(redis, "verihubs", "s")
     assert generation_of(where) == end // GENERATION
     assert keys.BillingRecord.decode(value).scheme == keys.QUARTER_SCHEME
-    assert billed(reader, *ALL_TIME) == billed_once(reader, end - 10)
+    assert billed(reader, *ALL_TIME) == billed_on_day_of(end - 10)
     assert reader.counters()["billable|verihubs|whatsapp-otp"] == 1
 
 
@@ -327,7 +328,7 @@ def test_a_changed_shard_count_starts_with_the_next_generation_and_loses_no_reco
     forget_state(redis, *sessions)
     worker_clock(monkeypatch, NOW)
     store(64).apply("b3", [verihubs(s, 2, NOW) for s in sessions[20:]])
-    assert billed(reader, *ALL_TIME) == billed_once(reader, t0, 40)
+    assert billed(reader, *ALL_TIME) == billed_on_day_of(t0, 40)
     assert reader.counters()["reattached|verihubs|whatsapp-otp"] == 40
     shard_numbers: dict[int, list[int]] = {}
     for session in sessions:
